@@ -1,0 +1,33 @@
+"""The error hierarchy shared by the whole tool.
+
+Every message names the field or tensor, the value, and what was expected. ``exit_code`` is what the CLI
+returns: 2 for a usage error (bad spec, bad arguments), 1 for a failure (export, verification, server).
+"""
+
+from __future__ import annotations
+
+
+class TritonizeError(Exception):
+    """Base of every error tritonize raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(TritonizeError):
+    """The user asked for something invalid; nothing was done."""
+
+    exit_code = 2
+
+
+class SpecError(UsageError):
+    """A field of a spec, config or command line has an invalid value."""
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{field}: got {value!r}, expected {expected}")
+
+    def within(self, prefix: str) -> SpecError:
+        """The same error with its field placed under ``prefix`` (e.g. ``models.digits``)."""
+        return SpecError(f"{prefix}.{self.field}", self.value, self.expected)
