@@ -29,5 +29,12 @@ class SpecError(UsageError):
         super().__init__(f"{field}: got {value!r}, expected {expected}")
 
     def within(self, prefix: str) -> SpecError:
-        """The same error with its field placed under ``prefix`` (e.g. ``models.digits``)."""
-        return SpecError(f"{prefix}.{self.field}", self.value, self.expected)
+        """The same error with its field placed under ``prefix`` (e.g. ``models.digits``).
+
+        Segments the field already shares with the end of the prefix are not repeated:
+        ``models.m.tolerance`` + ``tolerance.atol`` is ``models.m.tolerance.atol``.
+        """
+        outer, inner = prefix.split("."), self.field.split(".")
+        bare = [s.split("[")[0] for s in outer]
+        overlap = next((n for n in range(min(len(outer), len(inner)), 0, -1) if bare[-n:] == inner[:n]), 0)
+        return SpecError(".".join(outer + inner[overlap:]), self.value, self.expected)

@@ -26,10 +26,12 @@ from .config_spec import (
     VersionPolicy,
     Warmup,
     WarmupInput,
+    check_backend_options,
     check_name,
+    check_scheduling,
 )
 from .errors import ExportError, SpecError
-from .export import DEFAULT_OPSET, FORMATS, Artifact, export
+from .export import DEFAULT_OPSET, FORMATS, Artifact, export, torchscript_equivalent
 from .io_spec import DeclaredTensor
 from .render import render_config
 from .source import LoadedModel, load_source
@@ -48,6 +50,11 @@ class FormatOptions:
     parameters: Mapping[str, str] = field(default_factory=dict)
     optimization: Optimization = field(default_factory=Optimization)
     opset: int = DEFAULT_OPSET
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameters", dict(self.parameters))
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not 7 <= self.opset <= 23:
+            raise SpecError("opset", self.opset, "an ONNX opset between 7 and 23")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,11 @@ class ModelRequest:
         for fmt in self.formats + tuple(self.format_options):
             if fmt not in FORMATS:
                 raise SpecError("formats", fmt, "one of " + ", ".join(FORMATS))
+        for fmt, opts in self.format_options.items():
+            try:
+                check_backend_options(BACKEND_OF[fmt], opts.parameters, opts.optimization)
+            except SpecError as exc:
+                raise exc.within(fmt) from None
         if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int) or self.max_batch_size < 0:
             raise SpecError("max_batch_size", self.max_batch_size, "an integer >= 0 (0: the model does not batch)")
         if self.version is not None and (not isinstance(self.version, int) or self.version < 1):
@@ -87,6 +99,7 @@ class ModelRequest:
         for size in self.warmup_batch_sizes or ():
             if not isinstance(size, int) or not 1 <= size <= max(self.max_batch_size, 1):
                 raise SpecError("warmup_batch_sizes", size, f"sizes in [1, {max(self.max_batch_size, 1)}]")
+        check_scheduling(self.max_batch_size, self.dynamic_batching, self.sequence_batching)
         if self.labels is not None and not Path(self.labels).is_file():
             raise SpecError("labels", str(self.labels), "an existing text file, one label per line")
 
@@ -163,17 +176,14 @@ def _config(req: ModelRequest, fmt: str, loaded: LoadedModel, artifact: Artifact
     inputs = [t.config(name) for t, name in zip(loaded.inputs, artifact.input_names)]
     outputs = [t.config(name, LABELS_FILE if labels and i == 0 else None)
                for i, (t, name) in enumerate(zip(loaded.outputs, artifact.output_names))]
-    try:
-        return ModelConfigSpec(
-            name=req.model_name(fmt), backend=BACKEND_OF[fmt], max_batch_size=req.max_batch_size,
-            inputs=tuple(inputs), outputs=tuple(outputs), dynamic_batching=req.dynamic_batching,
-            sequence_batching=req.sequence_batching, instance_groups=req.instance_groups,
-            version_policy=req.version_policy, warmup=warmup, response_cache=req.response_cache,
-            optimization=opts.optimization, parameters=opts.parameters,
-            default_model_filename=req.default_model_filename,
-        )
-    except SpecError as exc:
-        raise exc.within(fmt) if exc.field.startswith(("optimization", "parameters")) else exc from None
+    return ModelConfigSpec(
+        name=req.model_name(fmt), backend=BACKEND_OF[fmt], max_batch_size=req.max_batch_size,
+        inputs=tuple(inputs), outputs=tuple(outputs), dynamic_batching=req.dynamic_batching,
+        sequence_batching=req.sequence_batching, instance_groups=req.instance_groups,
+        version_policy=req.version_policy, warmup=warmup, response_cache=req.response_cache,
+        optimization=opts.optimization, parameters=opts.parameters,
+        default_model_filename=req.default_model_filename,
+    )
 
 
 def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, version: int, stage: Path,
@@ -212,7 +222,8 @@ def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, version: int, stage
         "request": _jsonable(req),
         "environment": environment(),
     }
-    return StagedModel(name, root, version, entry, model_files), report
+    equivalent = torchscript_equivalent if fmt == "torchscript" else None
+    return StagedModel(name, root, version, entry, model_files, equivalent), report
 
 
 def _check_staged(stage: Path, names: set[str]) -> None:

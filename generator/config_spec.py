@@ -327,6 +327,43 @@ class Optimization:
             accelerators.cpu_execution_accelerator.add(name="openvino")
 
 
+def check_scheduling(max_batch_size: int, dynamic: DynamicBatching | None, sequence: SequenceBatching | None) -> None:
+    """Schedulers are a oneof; the dynamic batcher needs a batch dimension and sizes within max_batch_size."""
+    if dynamic and sequence:
+        raise SpecError("dynamic_batching", "set together with sequence_batching",
+                        "at most one scheduler (they are a oneof in model_config.proto)")
+    if dynamic and max_batch_size == 0:
+        raise SpecError("dynamic_batching", "enabled with max_batch_size 0",
+                        "max_batch_size >= 1 (the batcher needs a batch dimension)")
+    for size in dynamic.preferred_batch_size if dynamic else ():
+        if size > max_batch_size:
+            raise SpecError("dynamic_batching.preferred_batch_size", size,
+                            f"sizes <= max_batch_size ({max_batch_size})")
+
+
+def check_backend_options(backend: str, parameters: Mapping[str, str], optimization: Optimization) -> None:
+    """Backend parameters must be ones the backend knows, with valid values; accelerators must fit it."""
+    known = BACKEND_PARAMETERS[backend]
+    for key, value in parameters.items():
+        if key not in known:
+            raise SpecError(f"parameters.{key}", value,
+                            f"a parameter of the {backend} backend: " + ", ".join(sorted(known)))
+        rule = known[key]
+        if not isinstance(value, str):
+            raise SpecError(f"parameters.{key}", value, "a string value")
+        if rule is int and not value.isdigit():
+            raise SpecError(f"parameters.{key}", value, "a non-negative integer written as a string")
+        if isinstance(rule, tuple) and value not in rule:
+            raise SpecError(f"parameters.{key}", value, "one of " + ", ".join(rule))
+    if optimization.cuda_graphs:
+        raise SpecError("optimization.cuda_graphs", True,
+                        f"false for backend '{backend}' (CUDA graphs are only recognized by tensorrt)")
+    if backend != "onnxruntime" and (optimization.tensorrt or optimization.openvino or
+                                     optimization.graph_level is not None):
+        raise SpecError("optimization", "tensorrt/openvino/graph_level",
+                        f"execution accelerators only for backend onnxruntime, not '{backend}'")
+
+
 @dataclass(frozen=True)
 class ModelConfigSpec:
     name: str
@@ -356,21 +393,11 @@ class ModelConfigSpec:
         for n in names:
             if names.count(n) > 1:
                 raise SpecError("inputs/outputs", n, "unique tensor names")
-        if self.dynamic_batching and self.sequence_batching:
-            raise SpecError("dynamic_batching", "set together with sequence_batching",
-                            "at most one scheduler (they are a oneof in model_config.proto)")
-        if self.dynamic_batching and self.max_batch_size == 0:
-            raise SpecError("dynamic_batching", "enabled with max_batch_size 0",
-                            "max_batch_size >= 1 (the batcher needs a batch dimension)")
-        for size in self.dynamic_batching.preferred_batch_size if self.dynamic_batching else ():
-            if size > self.max_batch_size:
-                raise SpecError("dynamic_batching.preferred_batch_size", size,
-                                f"sizes <= max_batch_size ({self.max_batch_size})")
+        check_scheduling(self.max_batch_size, self.dynamic_batching, self.sequence_batching)
         if self.backend == "pytorch":
             self._check_pytorch_names()
-        self._check_optimization()
         object.__setattr__(self, "parameters", dict(sorted(self.parameters.items())))
-        self._check_parameters()
+        check_backend_options(self.backend, self.parameters, self.optimization)
         for w in self.warmup:
             limit = max(self.max_batch_size, 1)
             if w.batch_size > limit:
@@ -391,27 +418,6 @@ class ModelConfigSpec:
             if out.name != f"OUTPUT__{i}":
                 raise SpecError(f"outputs[{i}].name", out.name,
                                 f"'OUTPUT__{i}' (the PyTorch backend maps other output names by position)")
-
-    def _check_optimization(self) -> None:
-        opt = self.optimization
-        if opt.cuda_graphs:
-            raise SpecError("optimization.cuda_graphs", True,
-                            f"false for backend '{self.backend}' (CUDA graphs are only recognized by tensorrt)")
-        if self.backend != "onnxruntime" and (opt.tensorrt or opt.openvino or opt.graph_level is not None):
-            raise SpecError("optimization", "tensorrt/openvino/graph_level",
-                            f"execution accelerators only for backend onnxruntime, not '{self.backend}'")
-
-    def _check_parameters(self) -> None:
-        known = BACKEND_PARAMETERS[self.backend]
-        for key, value in self.parameters.items():
-            if key not in known:
-                raise SpecError(f"parameters.{key}", value,
-                                f"a {self.backend} backend parameter: " + ", ".join(sorted(known)))
-            rule = known[key]
-            if rule is int and not (isinstance(value, str) and value.isdigit()):
-                raise SpecError(f"parameters.{key}", value, "a non-negative integer written as a string")
-            if isinstance(rule, tuple) and value not in rule:
-                raise SpecError(f"parameters.{key}", value, "one of " + ", ".join(rule))
 
     def to_proto(self) -> Any:
         """The ModelConfig this spec means, built without the templates (the cross-check)."""

@@ -7,7 +7,11 @@ checked with ``onnx.checker`` (full check: strict shape inference) and loaded in
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +52,23 @@ def _quiet_export(record: list[str]) -> Iterator[None]:
             line = f"{Path(w.filename).name}:{w.lineno}: {str(w.message).splitlines()[0]}"
             if line not in record:
                 record.append(line)
+
+
+@contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """The TorchScript-based ONNX exporter dumps its whole IR graph from C++ on failure; keep errors one line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -139,7 +160,7 @@ def export_onnx(loaded: LoadedModel, directory: Path, opset: int = DEFAULT_OPSET
             if axes:
                 dynamic_axes[t.name] = axes
         try:
-            with _quiet_export(notes):
+            with _quiet_export(notes), _native_output_silenced():
                 torch.onnx.export(module, _example_args(loaded), str(path), dynamo=False, opset_version=opset,
                                   input_names=input_names, output_names=output_names,
                                   dynamic_axes=dynamic_axes, do_constant_folding=True)
@@ -151,11 +172,31 @@ def export_onnx(loaded: LoadedModel, directory: Path, opset: int = DEFAULT_OPSET
         runner = OnnxRunner(path, input_names)
     except Exception as exc:
         raise ExportError(f"onnx model does not check/load: {_first_line(exc)}") from exc
-    graph_opset = next((o.version for o in onnx.load(str(path), load_external_data=False).opset_import
-                        if o.domain in ("", "ai.onnx")), None)
+    proto = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in proto.graph.initializer}
+    graph_inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+    for name in input_names:
+        if name not in graph_inputs:
+            raise ExportError(f"onnx export lost input '{name}': the exported graph does not depend on it "
+                              "(does forward() leave torch, e.g. through .numpy() or .item()?)")
+    graph_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     details = {"opset": graph_opset, "exporter": "torch.onnx.export (TorchScript-based)" if method != "copy" else None,
                "onnx": onnx.__version__}
     return Artifact("onnx", path, method, input_names, output_names, runner, notes, details)
+
+
+def torchscript_equivalent(a: Path, b: Path) -> bool:
+    """Same graph and weights, ignoring the ``___torch_mangle_N`` type renames of repeated in-process traces."""
+    mangle = re.compile(r"___torch_mangle_\d+\.?")
+    try:
+        with _quiet_export([]):
+            ma, mb = torch.jit.load(str(a), map_location="cpu"), torch.jit.load(str(b), map_location="cpu")
+    except Exception:
+        return False
+    if mangle.sub("", str(ma.inlined_graph)) != mangle.sub("", str(mb.inlined_graph)):
+        return False
+    sa, sb = ma.state_dict(), mb.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def export(loaded: LoadedModel, fmt: str, directory: Path, *, opset: int = DEFAULT_OPSET,

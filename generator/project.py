@@ -20,13 +20,14 @@ versions. Every key is checked; an unknown or mistyped one is a ``SpecError`` na
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .build import FormatOptions, ModelRequest
 from .config_spec import DynamicBatching, InstanceGroup, Optimization, SequenceBatching, VersionPolicy
@@ -44,8 +45,7 @@ class Project:
     template_dir: Path | None = None
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("NoneType", "none")
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
@@ -75,7 +75,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool) and (type(value) is not tp):
-        raise SpecError(where, value, f"a {_type_name(tp)}")
+        raise SpecError(where, value, _TYPE_NAMES[tp])
     return value
 
 
@@ -91,7 +91,7 @@ def from_table(cls: Any, table: Mapping[str, Any], where: str) -> Any:
     try:
         return cls(**kwargs)
     except SpecError as exc:
-        raise (exc if exc.field.startswith(where) else exc.within(where)) from None
+        raise exc.within(where) from None
     except TypeError as exc:
         raise SpecError(where, dict(table), f"the required keys of {cls.__name__} ({exc})") from None
 
@@ -119,12 +119,15 @@ def _format_options(fmt: str, table: Mapping[str, Any], where: str) -> FormatOpt
     if "tolerance" in table:
         merged = {**dataclasses.asdict(DEFAULT_TOLERANCES[fmt]), **table["tolerance"]}
         tolerance = from_table(Tolerance, merged, f"{where}.tolerance")
-    return FormatOptions(
-        tolerance=tolerance,
-        parameters=_convert(table.get("parameters", {}), Mapping[str, str], f"{where}.parameters"),
-        optimization=from_table(Optimization, table.get("optimization", {}), f"{where}.optimization"),
-        opset=_convert(table.get("opset", FormatOptions.opset), int, f"{where}.opset"),
-    )
+    try:
+        return FormatOptions(
+            tolerance=tolerance,
+            parameters=_convert(table.get("parameters", {}), Mapping[str, str], f"{where}.parameters"),
+            optimization=from_table(Optimization, table.get("optimization", {}), f"{where}.optimization"),
+            opset=_convert(table.get("opset", FormatOptions.opset), int, f"{where}.opset"),
+        )
+    except SpecError as exc:
+        raise exc.within(where) from None
 
 
 _MODEL_KEYS = {
@@ -140,51 +143,49 @@ def model_request(name: str, table: Mapping[str, Any], base: Path, where: str) -
             raise SpecError(f"{where}.{key}", table[key], "one of the keys " + ", ".join(sorted(_MODEL_KEYS)))
     if "source" not in table:
         raise SpecError(f"{where}.source", None, "'package.module:function' or a .pt/.onnx path")
-    source = _convert(table["source"], str, f"{where}.source")
+
+    def get(key: str, tp: Any, default: Any = None) -> Any:
+        return _convert(table[key], tp, f"{where}.{key}") if key in table else default
+
+    def table_of(key: str, cls: Any) -> Any:
+        return from_table(cls, table[key], f"{where}.{key}") if key in table else None
+
+    source = get("source", str)
     if source.endswith((".pt", ".onnx")) or ".py:" in source:
         source = str(base / source)
-    inputs = []
-    for input_name, spec in _convert(table.get("inputs", {}), Mapping[str, Mapping[str, Any]], f"{where}.inputs").items():
-        fields = {"range": "value_range"}
-        renamed = {fields.get(k, k): v for k, v in spec.items()}
-        inputs.append(from_table(DeclaredTensor, {"name": input_name, **renamed}, f"{where}.inputs.{input_name}"))
-    batching = table.get("dynamic_batching")
-    if batching is True:
-        batching = {}
-    paths = {key: base / _convert(table[key], str, f"{where}.{key}") for key in ("labels", "example_inputs")
-             if key in table}
+    inputs = tuple(
+        from_table(DeclaredTensor, {"name": input_name, **{("value_range" if k == "range" else k): v
+                                                            for k, v in spec.items()}},
+                   f"{where}.inputs.{input_name}")
+        for input_name, spec in get("inputs", Mapping[str, Mapping[str, Any]], {}).items())
+    batching = table.get("dynamic_batching", False)
     try:
         return ModelRequest(
             name=name,
             source=source,
-            formats=_convert(table.get("formats", list(FORMATS)), tuple[str, ...], f"{where}.formats"),
-            kwargs=_convert(table.get("kwargs", {}), Mapping[str, Any], f"{where}.kwargs"),
-            inputs=tuple(inputs),
-            output_names=_convert(table["outputs"], tuple[str, ...], f"{where}.outputs") if "outputs" in table else None,
-            example_inputs=paths.get("example_inputs"),
-            max_batch_size=_convert(table.get("max_batch_size", ModelRequest.max_batch_size), int,
-                                    f"{where}.max_batch_size"),
-            dynamic_batching=None if batching in (None, False) else from_table(
-                DynamicBatching, batching, f"{where}.dynamic_batching"),
-            sequence_batching=from_table(SequenceBatching, table["sequence_batching"], f"{where}.sequence_batching")
-            if "sequence_batching" in table else None,
-            instance_groups=_convert(table.get("instance_group", []), tuple[InstanceGroup, ...],
-                                     f"{where}.instance_group"),
-            version=_convert(table["version"], int, f"{where}.version") if "version" in table else None,
+            formats=get("formats", tuple[str, ...], FORMATS),
+            kwargs=get("kwargs", Mapping[str, Any], {}),
+            inputs=inputs,
+            output_names=get("outputs", tuple[str, ...]),
+            example_inputs=base / get("example_inputs", str) if "example_inputs" in table else None,
+            max_batch_size=get("max_batch_size", int, ModelRequest.max_batch_size),
+            dynamic_batching=None if batching is False else from_table(
+                DynamicBatching, {} if batching is True else batching, f"{where}.dynamic_batching"),
+            sequence_batching=table_of("sequence_batching", SequenceBatching),
+            instance_groups=get("instance_group", tuple[InstanceGroup, ...], ()),
+            version=get("version", int),
             version_policy=_version_policy(table["version_policy"], f"{where}.version_policy")
             if "version_policy" in table else None,
-            warmup_batch_sizes=_convert(table["warmup_batch_sizes"], tuple[int, ...], f"{where}.warmup_batch_sizes")
-            if "warmup_batch_sizes" in table else None,
-            response_cache=_convert(table.get("response_cache", False), bool, f"{where}.response_cache"),
-            labels=paths.get("labels"),
-            default_model_filename=_convert(table["default_model_filename"], str, f"{where}.default_model_filename")
-            if "default_model_filename" in table else None,
-            script=_convert(table.get("script", False), bool, f"{where}.script"),
-            format_options={fmt: _format_options(fmt, _convert(table[fmt], Mapping[str, Any], f"{where}.{fmt}"),
-                                                 f"{where}.{fmt}") for fmt in FORMATS if fmt in table},
+            warmup_batch_sizes=get("warmup_batch_sizes", tuple[int, ...]),
+            response_cache=get("response_cache", bool, False),
+            labels=base / get("labels", str) if "labels" in table else None,
+            default_model_filename=get("default_model_filename", str),
+            script=get("script", bool, False),
+            format_options={fmt: _format_options(fmt, get(fmt, Mapping[str, Any]), f"{where}.{fmt}")
+                            for fmt in FORMATS if fmt in table},
         )
     except SpecError as exc:
-        raise (exc if exc.field.startswith(where) else exc.within(where)) from None
+        raise exc.within(where) from None
 
 
 def load_project(path: Path | str) -> Project:

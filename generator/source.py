@@ -24,7 +24,7 @@ from tritonize.client.datatypes import from_numpy
 
 from .errors import ModelLoadError, SourceError, SpecError
 from .io_spec import DeclaredTensor, SampleFactory, TensorIO, infer_inputs, model_dims
-from .runners import OnnxRunner, Runner, TorchRunner, flatten_outputs
+from .runners import OnnxRunner, Runner, TorchRunner
 
 
 @dataclass
@@ -150,9 +150,10 @@ def _infer_outputs(loaded: LoadedModel, output_names: list[str] | None) -> None:
         raise SpecError("output_names", names, f"{len(first)} names, one per model output")
     outputs = []
     for name, a, b in zip(names, first, second):
-        if loaded.batching and (a.ndim == 0 or a.shape[0] != sizes[0] or b.shape[0] != sizes[1]):
-            raise SpecError(f"outputs.{name}", f"shape {list(a.shape)} for a batch of {sizes[0]}",
-                            "the batch dimension first on every output (or max_batch_size = 0)")
+        for arr, size in zip((a, b), sizes):
+            if loaded.batching and (arr.ndim == 0 or arr.shape[0] != size):
+                raise SpecError(f"outputs.{name}", f"shape {list(arr.shape)} for a batch of {size}",
+                                "the batch dimension first on every output (or max_batch_size = 0)")
         if a.ndim != b.ndim:
             raise SpecError(f"outputs.{name}", f"rank {a.ndim} then {b.ndim}", "the same rank for every input")
         dims = tuple(-1 if x != y else x for x, y in zip(model_dims(a.shape, loaded.batching),
@@ -267,11 +268,13 @@ def _load_onnx(path: Path, digest: dict[str, Any], batching: bool, declared: dic
         graph_dims = tuple(model_dims(tuple(shape), batching))
         if decl.dims is not None and (len(decl.dims) != len(graph_dims) or
                                       any(g != -1 and d != g for d, g in zip(decl.dims, graph_dims))):
-            raise SpecError(f"inputs.{value.name}.dims", list(decl.dims), f"dims agreeing with the graph {list(graph_dims)}")
+            raise SpecError(f"inputs.{value.name}.dims", list(decl.dims),
+                            f"dims agreeing with the graph {list(graph_dims)}")
         inputs.append(TensorIO(value.name, dtype, decl.dims or graph_dims, decl.value_range))
     unknown = sorted(set(declared) - {i.name for i in inputs})
     if unknown:
-        raise SpecError(f"inputs.{unknown[0]}", unknown[0], "an input of the graph: " + ", ".join(i.name for i in inputs))
+        names = ", ".join(i.name for i in inputs)
+        raise SpecError(f"inputs.{unknown[0]}", unknown[0], f"an input of the graph: {names}")
     runner = OnnxRunner(path, [i.name for i in inputs])
     loaded = LoadedModel("onnx", digest, batching, inputs, [], SampleFactory(inputs, batching, examples), runner,
                          onnx_path=path)

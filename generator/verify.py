@@ -97,33 +97,46 @@ def _compare(name: str, got: np.ndarray, ref: np.ndarray, tol: Tolerance) -> tup
     return True, ""
 
 
-def _metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray], atol: float) -> OutputParity:
+def _argmax_agreement(got: list[np.ndarray], ref: list[np.ndarray], tol: Tolerance) -> float:
+    """Share of samples whose top class agrees, ignoring near-ties in the reference (top-2 within tolerance)."""
+    agree, counted = 0, 0
+    for g, r in zip(got, ref):
+        g2, r2 = g.reshape(-1, g.shape[-1]), r.reshape(-1, r.shape[-1]).astype(np.float64)
+        top2 = np.sort(r2, axis=-1)[:, -2:]
+        clear = (top2[:, 1] - top2[:, 0]) > tol.atol + tol.rtol * np.abs(top2[:, 1])
+        agree += int(np.sum((np.argmax(g2, -1) == np.argmax(r2, -1))[clear]))
+        counted += int(np.sum(clear))
+    return agree / counted if counted else 1.0
+
+
+def _metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray], tol: Tolerance,
+             class_scores: bool) -> OutputParity:
     g = np.concatenate([x.astype(np.float64).ravel() for x in got])
     r = np.concatenate([x.astype(np.float64).ravel() for x in ref])
     finite = np.isfinite(g) & np.isfinite(r)
     diff = np.abs(g - r)[finite]
-    big = np.abs(r[finite]) > atol
+    big = np.abs(r[finite]) > tol.atol
     rel = diff[big] / np.abs(r[finite][big]) if big.any() else np.zeros(1)
     norm = np.linalg.norm(g[finite]) * np.linalg.norm(r[finite])
     cosine = float(np.dot(g[finite], r[finite]) / norm) if norm > 0 else float(np.array_equal(g, r))
-    agreement = None
-    if got[0].dtype.kind == "f" and got[0].ndim >= 2 and got[0].shape[-1] > 1:
-        hits = [np.argmax(a, axis=-1) == np.argmax(b, axis=-1) for a, b in zip(got, ref)]
-        agreement = float(np.mean(np.concatenate([h.ravel() for h in hits])))
+    agreement = _argmax_agreement(got, ref, tol) if class_scores else None
     return OutputParity(name, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), cosine, agreement)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _run(artifact: Artifact, batch: dict[str, np.ndarray], size: int, export_size: int | None) -> list[np.ndarray]:
+    """Run at a batch size other than the export's; failing there means the batch size was baked in."""
     try:
         out = artifact.runner(batch)
     except Exception as exc:
-        if export_size is not None and size != export_size:
-            raise ExportError(
-                f"{artifact.format} artifact fails at batch {size} although it ran at batch {export_size}: the "
-                f"{artifact.method} baked the batch size in ({type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). Use x.size(0)/x.flatten(1) "
-                "instead of a constant batch size") from exc
-        raise ExportError(f"{artifact.format} artifact raised at batch {size}: {type(exc).__name__}: {exc}") from exc
+        raise ExportError(
+            f"{artifact.format} artifact fails at batch {size} although it ran at batch {export_size}: the "
+            f"{artifact.method} baked the batch size in? ({_first_line(exc)}). Use x.size(0) or x.flatten(1), not a "
+            "constant or int(x.shape[0])") from exc
     for name, arr in zip(artifact.output_names, out):
         if export_size is not None and (arr.ndim == 0 or arr.shape[0] != size):
             raise ExportError(f"{artifact.format} output '{name}' has shape {list(arr.shape)} for a batch of {size}: "
@@ -131,15 +144,33 @@ def _run(artifact: Artifact, batch: dict[str, np.ndarray], size: int, export_siz
     return out
 
 
+def _check_determinism(label: str, artifact: Artifact, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+    first, second = artifact.runner(batch), artifact.runner(batch)
+    for name, a, b in zip(artifact.output_names, first, second):
+        same = (a == b) | ((a != a) & (b != b)) if a.dtype.kind in "fc" else a == b
+        if not same.all():
+            idx = tuple(int(i) for i in np.argwhere(~same)[0])
+            raise ParityError(f"determinism: {label} output '{name}' differs between two runs on the same input at "
+                              f"index {idx}: {a[idx]!r} then {b[idx]!r} (random ops in forward()?)")
+    return first
+
+
 def verify(model: str, loaded: LoadedModel, artifact: Artifact, tol: Tolerance, max_batch_size: int,
            seed: int = 0) -> VerificationReport:
-    """Run the gates; raise ParityError (or ExportError for a baked-in batch size) on failure."""
+    """Run the gates; raise ParityError (or ExportError for an artifact that fails to run) on failure."""
     batching = loaded.batching
-    export_size = len(next(iter(loaded.example_batch.values()))) if batching else None
-    sizes = sorted({min(s, max_batch_size) for s in (1, 3, 8)} - {export_size}) if batching else [1, 1]
-    if batching and not sizes:
-        sizes = [1]
     label = f"{model} ({artifact.format}, {artifact.method})"
+    try:
+        artifact.runner(loaded.example_batch)
+    except Exception as exc:
+        raise ExportError(f"{label} raised on the inputs it was exported with: {_first_line(exc)}") from exc
+    export_size = len(next(iter(loaded.example_batch.values()))) if batching else None
+    sizes = sorted({min(s, max_batch_size) for s in (1, 3, 8)} - {export_size} or {1}) if batching else [1, 1]
+
+    probe = loaded.samples.batch(max(sizes) if batching else 1, seed=seed + 100)
+    full = _check_determinism(label, artifact, probe)
+
+    class_scores = [len(o.dims) == 1 and o.dims[0] > 1 and o.dtype.is_float for o in loaded.outputs]
     got: list[list[np.ndarray]] = [[] for _ in artifact.output_names]
     ref: list[list[np.ndarray]] = [[] for _ in artifact.output_names]
     for i, size in enumerate(sizes):
@@ -150,7 +181,7 @@ def verify(model: str, loaded: LoadedModel, artifact: Artifact, tol: Tolerance, 
             ok, where = _compare(name, outs[k], refs[k], tol)
             if not ok:
                 shape = ", ".join(f"{n} {list(v.shape)}" for n, v in batch.items())
-                m = _metrics(name, [outs[k]], [refs[k]], tol.atol)
+                m = _metrics(name, [outs[k]], [refs[k]], tol, False)
                 msg = (f"parity: {label} output '{name}' differs from the {loaded.kind} reference on inputs "
                        f"({shape}) {where}; max abs {_fmt(m.max_abs)}, cosine {m.cosine:.6f}")
                 if artifact.method == "trace":
@@ -160,7 +191,7 @@ def verify(model: str, loaded: LoadedModel, artifact: Artifact, tol: Tolerance, 
                 raise ParityError(msg + ". Tolerances: atol/rtol in the spec's [models.<name>.<format>.tolerance]")
             got[k].append(outs[k])
             ref[k].append(refs[k])
-    outputs = [_metrics(name, got[k], ref[k], tol.atol) for k, name in enumerate(artifact.output_names)]
+    outputs = [_metrics(name, got[k], ref[k], tol, class_scores[k]) for k, name in enumerate(artifact.output_names)]
     for p in outputs:
         if p.cosine < tol.min_cosine:
             raise ParityError(f"parity: {label} output '{p.output}' cosine similarity {p.cosine:.6f} "
@@ -169,30 +200,21 @@ def verify(model: str, loaded: LoadedModel, artifact: Artifact, tol: Tolerance, 
             raise ParityError(f"parity: {label} output '{p.output}' argmax agrees on {p.argmax_agreement:.1%} "
                               f"of samples < min_argmax_agreement {tol.min_argmax_agreement:.1%}")
 
-    size = max(sizes) if batching else 1
-    batch = loaded.samples.batch(max(size, 4) if batching and max_batch_size >= 4 else size, seed=seed + 100)
-    first, second = artifact.runner(batch), artifact.runner(batch)
-    for name, a, b in zip(artifact.output_names, first, second):
-        if not np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"):
-            idx = tuple(int(i) for i in np.argwhere(~((a == b) | (np.isnan(a) & np.isnan(b))))[0])
-            raise ParityError(f"determinism: {label} output '{name}' differs between two runs on the same input at "
-                              f"index {idx}: {a[idx]!r} then {b[idx]!r} (random ops in forward()?)")
-
     invariance = None
-    if batching and max_batch_size >= 2:
-        n = len(next(iter(batch.values())))
+    n = len(next(iter(probe.values())))
+    if batching and n >= 2:
         invariance = 0.0
         for row in range(n):
-            alone = artifact.runner({k: v[row : row + 1] for k, v in batch.items()})
-            for name, single, full in zip(artifact.output_names, alone, first):
-                ok, where = _compare(name, single[0], full[row], tol)
+            alone = artifact.runner({k: v[row : row + 1] for k, v in probe.items()})
+            for name, single, whole in zip(artifact.output_names, alone, full):
+                ok, where = _compare(name, single[0], whole[row], tol)
                 if not ok:
                     raise ParityError(
                         f"batch invariance: {label} output '{name}' of sample {row} run alone differs from the same "
                         f"sample inside a batch of {n} {where}: the model mixes samples across the batch "
                         "(BatchNorm with batch statistics, x.mean(0), ...)")
                 if single.dtype.kind == "f":
-                    invariance = max(invariance, float(np.abs(single[0].astype(np.float64) - full[row]).max()))
+                    invariance = max(invariance, float(np.abs(single[0].astype(np.float64) - whole[row]).max()))
     return VerificationReport(
         model, artifact.format, artifact.method, f"{loaded.kind} model", sizes, asdict(tol), outputs,
         True, invariance, list(artifact.warnings),

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,9 @@ class StagedModel:
     version: int
     manifest_entry: dict[str, Any]  # this version's record
     model_files: list[str] = field(default_factory=list)  # model-level files, relative to root
+    # Decides whether two artifact files with different bytes are the same model (TorchScript renames types
+    # when one process traces the same class twice); None: bytes must match.
+    equivalent: Callable[[Path, Path], bool] | None = None
 
     def file_hashes(self) -> dict[str, str]:
         return {rel: sha256(self.root / rel) for rel in sorted(self.model_files)}
@@ -95,7 +98,9 @@ def plan(repo: Path, staged: StagedModel, overwrite: bool) -> str:
     if version_dir.exists():
         new = staged.root / str(staged.version)
         same = sorted(p.name for p in version_dir.iterdir()) == sorted(p.name for p in new.iterdir()) and all(
-            sha256(version_dir / p.name) == sha256(p) for p in new.iterdir() if p.is_file())
+            sha256(version_dir / p.name) == sha256(p)
+            or (staged.equivalent is not None and staged.equivalent(version_dir / p.name, p))
+            for p in new.iterdir() if p.is_file())
         if same and not changed:
             return "unchanged"
         if not overwrite:

@@ -109,7 +109,7 @@ def add_export_command(group: click.Group) -> None:
             gpu_ids = tuple(int(g) for g in gpus.split(",")) if gpus else ()
         except ValueError:
             raise SpecError("--gpus", gpus, "comma-separated integers") from None
-        groups = ()
+        groups: tuple[Any, ...] = ()
         if instances is not None or kind is not None or gpu_ids:
             groups = (spec.InstanceGroup(kind or "auto", 1 if instances is None else instances, gpu_ids),)
         chosen = formats or ("onnx", "torchscript")
