@@ -20,6 +20,7 @@ versions. Every key is checked; an unknown or mistyped one is a ``SpecError`` na
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -27,14 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from .build import FormatOptions, ModelRequest
 from .config_spec import DynamicBatching, InstanceGroup, Optimization, SequenceBatching, VersionPolicy
 from .errors import SpecError
 from .export import FORMATS
 from .io_spec import DeclaredTensor
 from .verify import DEFAULT_TOLERANCES, Tolerance
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,11 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def test_cli_and_client_import_without_torch() -> None:
+    code = "import sys, tritonize.client, tritonize.client.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_every_command_has_help_with_an_example() -> None:
     for command in ("export", "build", "check"):
         code, out, _ = run(command, "--help")
