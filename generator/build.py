@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,7 +165,7 @@ def _warmup(req: ModelRequest, loaded: LoadedModel, artifact: Artifact, root: Pa
     for spec, config_name in zip(loaded.inputs, artifact.input_names):
         arr = sample[spec.name][0] if loaded.batching else sample[spec.name]
         (root / "warmup" / config_name).write_bytes(np.ascontiguousarray(arr).tobytes())
-        inputs.append(WarmupInput(config_name, spec.dtype.config, tuple(arr.shape), config_name))
+        inputs.append(WarmupInput(config_name, spec.dtype.config, tuple(arr.shape) or (1,), config_name))
     return tuple(Warmup(f"batch_{b}", b, tuple(inputs)) for b in sizes)
 
 
@@ -281,4 +280,4 @@ def report_table(results: Sequence[BuiltModel]) -> str:
                          f"{o.cosine:.6f}", "n/a" if o.argmax_agreement is None else f"{o.argmax_agreement:.3f}",
                          "yes" if r.report.deterministic else "NO", inv, r.action))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return os.linesep.join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)

@@ -36,8 +36,8 @@ class DeclaredTensor:
         if self.dims is not None:
             dims = tuple(self.dims)
             object.__setattr__(self, "dims", dims)
-            if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d == 0 or d < -1 for d in dims):
-                raise SpecError(f"inputs.{self.name}.dims", list(dims), "a non-empty list of sizes >= 1 or -1")
+            if any(isinstance(d, bool) or not isinstance(d, int) or d == 0 or d < -1 for d in dims):
+                raise SpecError(f"inputs.{self.name}.dims", list(dims), "sizes >= 1 or -1 ([] for a scalar per sample)")
         if self.value_range is not None:
             low, high = self.value_range
             if not high > low:
@@ -62,11 +62,17 @@ class DeclaredTensor:
 class TensorIO:
     name: str
     dtype: DataType
-    dims: tuple[int, ...]
+    dims: tuple[int, ...]  # what the model sees per sample; () for a scalar per sample
     value_range: tuple[int, int] | None = None
 
+    @property
+    def config_dims(self) -> tuple[int, ...]:
+        """Triton needs at least one dim: a scalar per sample is dims [1] reshaped to [] (server#7981)."""
+        return self.dims or (1,)
+
     def config(self, name: str | None = None, label_filename: str | None = None) -> TensorConfig:
-        return TensorConfig(name or self.name, self.dtype.config, self.dims, label_filename=label_filename)
+        return TensorConfig(name or self.name, self.dtype.config, self.config_dims,
+                            reshape=None if self.dims else (), label_filename=label_filename)
 
     def describe(self) -> str:
         return f"{self.name} {self.dtype.numpy.name}{list(self.dims)}"
@@ -109,8 +115,6 @@ def infer_inputs(
                                 f"dims agreeing with the example input {list(dims)} (batch dim excluded: "
                                 f"{batching}); use -1 for variable dims")
             dims = decl.dims
-        if not dims:
-            raise SpecError(f"inputs.{name}.dims", [], "at least one dim per sample (scalars are not supported)")
         result.append(TensorIO(name, dtype, dims, decl.value_range))
     return result
 

@@ -158,8 +158,6 @@ def _infer_outputs(loaded: LoadedModel, output_names: list[str] | None) -> None:
             raise SpecError(f"outputs.{name}", f"rank {a.ndim} then {b.ndim}", "the same rank for every input")
         dims = tuple(-1 if x != y else x for x, y in zip(model_dims(a.shape, loaded.batching),
                                                          model_dims(b.shape, loaded.batching)))
-        if not dims:
-            raise SpecError(f"outputs.{name}", "a scalar per sample", "at least one dim per sample (e.g. shape [B, 1])")
         outputs.append(TensorIO(name, from_numpy(a.dtype), dims))
     loaded.outputs = outputs
 

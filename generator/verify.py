@@ -74,7 +74,7 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _compare(name: str, got: np.ndarray, ref: np.ndarray, tol: Tolerance) -> tuple[bool, str]:
+def _compare(got: np.ndarray, ref: np.ndarray, tol: Tolerance) -> tuple[bool, str]:
     """Elementwise tolerance check; on failure, a sentence naming the worst element."""
     if got.shape != ref.shape:
         return False, f"shape {list(got.shape)} instead of {list(ref.shape)}"
@@ -178,7 +178,7 @@ def verify(model: str, loaded: LoadedModel, artifact: Artifact, tol: Tolerance, 
         outs = _run(artifact, batch, size, export_size)
         refs = loaded.reference(batch)
         for k, name in enumerate(artifact.output_names):
-            ok, where = _compare(name, outs[k], refs[k], tol)
+            ok, where = _compare(outs[k], refs[k], tol)
             if not ok:
                 shape = ", ".join(f"{n} {list(v.shape)}" for n, v in batch.items())
                 m = _metrics(name, [outs[k]], [refs[k]], tol, False)
@@ -207,7 +207,7 @@ def verify(model: str, loaded: LoadedModel, artifact: Artifact, tol: Tolerance, 
         for row in range(n):
             alone = artifact.runner({k: v[row : row + 1] for k, v in probe.items()})
             for name, single, whole in zip(artifact.output_names, alone, full):
-                ok, where = _compare(name, single[0], whole[row], tol)
+                ok, where = _compare(single[0], whole[row], tol)
                 if not ok:
                     raise ParityError(
                         f"batch invariance: {label} output '{name}' of sample {row} run alone differs from the same "

@@ -64,6 +64,15 @@ def test_dict_outputs_keep_their_keys_in_onnx(tmp_path: Path) -> None:
     assert [o.name for o in config(tmp_path, "dict_out_torchscript").output] == ["OUTPUT__0", "OUTPUT__1"]
 
 
+def test_scalar_per_sample_becomes_dims_1_with_empty_reshape(tmp_path: Path) -> None:
+    build([request("per_sample_scalar")], tmp_path)
+    for model in ("per_sample_scalar_onnx", "per_sample_scalar_torchscript"):
+        cfg = config(tmp_path, model)
+        for tensor in (cfg.input[0], cfg.output[0]):
+            assert list(tensor.dims) == [1] and tensor.HasField("reshape") and list(tensor.reshape.shape) == []
+        assert [list(w.inputs["price"].dims) for w in cfg.model_warmup] == [[1], [1]]
+
+
 def test_declared_io_without_examples(tmp_path: Path) -> None:
     build([request("mlp_module_only", inputs=(DeclaredTensor("features", "float32", (4,)),), max_batch_size=0)],
           tmp_path)

@@ -71,6 +71,17 @@ def dict_out() -> tuple[nn.Module, torch.Tensor]:
     return DictOut(), torch.randn(2, 3)
 
 
+class PerSampleScalar(nn.Module):
+    """Takes and returns one number per sample: shape [batch]."""
+
+    def forward(self, price: torch.Tensor) -> torch.Tensor:
+        return price * 1.2 + 1.0
+
+
+def per_sample_scalar() -> tuple[nn.Module, torch.Tensor]:
+    return PerSampleScalar(), torch.tensor([3.0, 4.5])
+
+
 # --- models built to break a gate -------------------------------------------------------------------
 
 
