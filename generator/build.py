@@ -39,6 +39,7 @@ from .writer import StagedModel, commit, existing_versions, plan, sha256, stagin
 
 BACKEND_OF = {"onnx": "onnxruntime", "torchscript": "pytorch"}
 LABELS_FILE = "labels.txt"
+CPU_VARIANT = "cpu.pbtxt"
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,17 @@ def _config(req: ModelRequest, fmt: str, loaded: LoadedModel, artifact: Artifact
     )
 
 
+def cpu_variant(spec: ModelConfigSpec) -> ModelConfigSpec | None:
+    """The same model on CPU instances, for machines without a GPU (``--model-config-name=cpu``); None when
+    the spec has no KIND_GPU group. GPU-only accelerators (TensorRT) are dropped; everything else is kept."""
+    if not any(g.kind == "KIND_GPU" for g in spec.instance_groups):
+        return None
+    groups = tuple(dataclasses.replace(g, kind="KIND_CPU", gpus=()) if g.kind == "KIND_GPU" else g
+                   for g in spec.instance_groups)
+    return dataclasses.replace(spec, instance_groups=groups,
+                               optimization=dataclasses.replace(spec.optimization, tensorrt=None))
+
+
 def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, version: int, stage: Path,
            template_dir: Path | None, log: Callable[[str], None]) -> tuple[StagedModel, VerificationReport]:
     name = req.model_name(fmt)
@@ -209,6 +221,11 @@ def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, version: int, stage
     if spec.model_filename != artifact.path.name:
         artifact.path = artifact.path.rename(vdir / spec.model_filename)
     (root / "config.pbtxt").write_text(render_config(spec, template_dir))
+    cpu = cpu_variant(spec)
+    if cpu is not None:
+        (root / "configs").mkdir()
+        (root / "configs" / CPU_VARIANT).write_text(render_config(cpu, template_dir))
+        model_files.append(f"configs/{CPU_VARIANT}")
     entry = {
         "artifact": {"file": f"{version}/{artifact.path.name}", "sha256": sha256(artifact.path),
                      "bytes": artifact.path.stat().st_size},

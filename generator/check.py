@@ -906,3 +906,22 @@ _CHECKS = (
     _check_instance_groups, _check_optimization, _check_warmup, _check_ensemble, _check_onnx,
     _check_torchscript,
 )
+
+
+# What the native onnxruntime / pytorch backends themselves refuse when they load a model. The local
+# stand-in backends (tritonize.deploy) apply exactly these rules, so a repository fails there as it fails in
+# the NGC image. Not among them: torch-output-name (the native backend maps other names by position).
+BACKEND_LOAD_CODES = frozenset({
+    "model-file-missing", "model-unreadable", "onnx-unknown-tensor", "onnx-input-missing", "onnx-dtype",
+    "batch-dim-in-dims", "fixed-batch-dim", "rank-mismatch", "dim-mismatch", "torch-input-name",
+    "torch-input-count",
+})
+
+
+def backend_load_errors(model_dir: Path, cfg: pb.ModelConfig, version: int) -> list[str]:
+    """Messages for what the native backend of ``cfg`` rejects when it loads ``version`` of ``model_dir``."""
+    backend, platform, _ = _resolve_backend(cfg, model_dir)
+    model = _Model(model_dir.name, model_dir, cfg, {}, backend, platform)
+    model.__dict__["loaded_versions"] = [version]  # this version only (overrides the cached property)
+    hits = [*_check_model_files(model), *_check_onnx(model), *_check_torchscript(model)]
+    return [message for code, message in hits if code in BACKEND_LOAD_CODES]

@@ -1,0 +1,278 @@
+"""A real tritonserver on this machine, without Docker or a GPU: ``LocalTriton(repo)``.
+
+The server is the one ``nvidia-pytriton==0.7.0`` ships (Triton 2.51, CPU, python backend only). A temporary
+backend directory holds the python backend (a symlink: copies break its rpath) and the stand-ins
+``onnxruntime`` and ``pytorch`` (``backends/<name>/model.py`` plus the python backend stub for this Python),
+so the production repository loads as written. GPU repositories serve through ``configs/cpu.pbtxt`` when
+there is no GPU (Triton's ``--model-config-name``).
+
+    with LocalTriton("model_repository") as triton:
+        print(triton.grpc_url, triton.models())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonize.client.errors import TritonizeError, UsageError
+
+STANDINS = ("onnxruntime", "pytorch")
+CPU_CONFIG = "cpu"
+_BACKENDS_SOURCE = Path(__file__).parent / "backends"
+
+
+class ServerStartError(TritonizeError):
+    """tritonserver did not start, or a model failed to load (the message carries Triton's reason)."""
+
+
+@dataclass(frozen=True)
+class ModelState:
+    name: str
+    version: str
+    state: str  # READY | UNAVAILABLE | LOADING | UNLOADING
+    reason: str
+
+
+def _pytriton_server_dir() -> Path:
+    try:
+        import pytriton
+    except ImportError:
+        raise UsageError("local serving needs the pip tritonserver: pip install 'tritonize[server]' "
+                         "(nvidia-pytriton==0.7.0, numpy<2)") from None
+    return Path(pytriton.__file__).parent / "tritonserver"
+
+
+def gpu_available() -> bool:
+    """True when nvidia-smi lists at least one GPU."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return False
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def has_cpu_variants(repo: Path) -> bool:
+    return any((model / "configs" / f"{CPU_CONFIG}.pbtxt").is_file() for model in repo.iterdir() if model.is_dir())
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def make_backend_dir(server_dir: Path, target: Path) -> Path:
+    """``target/python`` → the shipped python backend; ``target/<stand-in>/`` with model.py, stub and utils."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise UsageError(f"the pip tritonserver has no python backend stub for Python {version} ({stub})")
+    python_backend = server_dir / "backends" / "python"
+    target.mkdir(parents=True)
+    (target / "python").symlink_to(python_backend, target_is_directory=True)
+    for name in STANDINS:
+        (target / name).mkdir()
+        (target / name / "model.py").symlink_to(_BACKENDS_SOURCE / name / "model.py")
+        (target / name / stub.name).symlink_to(stub)
+        utils = "triton_python_backend_utils.py"
+        (target / name / utils).symlink_to(python_backend / utils)
+    return target
+
+
+def _server_env() -> dict[str, str]:
+    """The stub embeds libpython and ignores PYTHONPATH: pass our environment's directories explicitly."""
+    env = dict(os.environ)
+    env["TRITONIZE_SITE_DIRS"] = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):  # the stub must load this Python's libpython
+        libdir = str(sysconfig.get_config_var("LIBDIR"))
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
+    return env
+
+
+class LocalTriton:
+    """Start tritonserver on ``repo``; ``with LocalTriton(repo) as t: ...`` stops it (and its stubs) on exit.
+
+    Ports default to free loopback ports. ``config_name="auto"`` selects ``configs/cpu.pbtxt`` variants when
+    there is no GPU; ``None`` never does. ``strict`` makes start() fail when any model fails to load, with
+    Triton's reason and the log; with ``strict=False`` the server keeps serving the models that loaded
+    (``exit_on_error`` is then off) and ``models()`` tells which did not.
+    """
+
+    def __init__(
+        self,
+        repo: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 0,
+        grpc_port: int = 0,
+        metrics_port: int = 0,
+        model_control_mode: str = "none",
+        load_models: tuple[str, ...] = (),
+        config_name: str | None = "auto",
+        log_verbose: int = 0,
+        log_file: Path | str | None = None,
+        ready_timeout: float = 120.0,
+        strict: bool = True,
+        cache_size: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.repo = Path(repo).resolve()
+        if not self.repo.is_dir():
+            raise UsageError(f"repository: {repo} is not a directory")
+        if model_control_mode not in ("none", "poll", "explicit"):
+            raise UsageError(f"model_control_mode: got {model_control_mode!r}, expected none, poll or explicit")
+        self.host = host
+        self.http_port = http_port or free_port(host)
+        self.grpc_port = grpc_port or free_port(host)
+        self.metrics_port = metrics_port or free_port(host)
+        self.model_control_mode = model_control_mode
+        self.load_models = load_models
+        if config_name == "auto":
+            config_name = CPU_CONFIG if not gpu_available() and has_cpu_variants(self.repo) else None
+        self.config_name = config_name
+        self.log_verbose = log_verbose
+        self.log_path = Path(log_file) if log_file else None
+        self.ready_timeout = ready_timeout
+        self.strict = strict
+        self.cache_size = cache_size
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+
+    # --- addresses ----------------------------------------------------------------------------------------
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+    def command(self, backend_dir: Path) -> list[str]:
+        server_dir = _pytriton_server_dir()
+        cmd = [
+            str(server_dir / "bin" / "tritonserver"),
+            f"--model-repository={self.repo}", f"--backend-directory={backend_dir}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            f"--model-control-mode={self.model_control_mode}", f"--log-verbose={self.log_verbose}",
+            f"--exit-on-error={'true' if self.strict else 'false'}", "--strict-readiness=true",
+        ]
+        cmd += [f"--load-model={m}" for m in self.load_models]
+        if self.config_name:
+            cmd.append(f"--model-config-name={self.config_name}")
+        if self.cache_size:
+            cmd.append(f"--cache-config=local,size={self.cache_size}")
+        return cmd + list(self.extra_args)
+
+    def start(self) -> LocalTriton:
+        self._tmp = Path(tempfile.mkdtemp(prefix="tritonize-server-"))
+        try:
+            backend_dir = make_backend_dir(_pytriton_server_dir(), self._tmp / "backends")
+            if self.log_path is None:
+                self.log_path = self._tmp / "tritonserver.log"
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("wb") as log:
+                self.process = subprocess.Popen(self.command(backend_dir), stdout=log, stderr=subprocess.STDOUT,
+                                                env=_server_env(), start_new_session=True)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        assert self.process is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerStartError(self._failure(f"tritonserver exited with code {self.process.returncode}"))
+            if self._get("/v2/health/live") is not None:
+                break
+            time.sleep(0.2)
+        else:
+            raise ServerStartError(self._failure(f"tritonserver not live after {self.ready_timeout:.0f} s"))
+        while time.monotonic() < deadline:
+            states = self.models()
+            if not any(s.state in ("LOADING", "UNLOADING") for s in states):
+                failed = [s for s in states if s.state != "READY" and s.reason]
+                if failed and self.strict:
+                    raise ServerStartError(self._failure("; ".join(f"{s.name}: {s.reason}" for s in failed)))
+                return
+            time.sleep(0.2)
+        raise ServerStartError(self._failure(f"models still loading after {self.ready_timeout:.0f} s"))
+
+    def _failure(self, what: str) -> str:
+        failures = [line.split("] ", 1)[-1].strip().strip('"') for line in self.log_text().splitlines()
+                    if "failed to load" in line and "version" in line]
+        detail = "; ".join(dict.fromkeys(failures)) or self.log_tail()
+        return f"{what}: {detail} (log: {self.log_path})"
+
+    def stop(self) -> None:
+        """Graceful shutdown (SIGINT, Triton unloads models and ends the stubs), then kill what is left."""
+        process, self.process = self.process, None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=40)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            try:  # stub processes share the server's process group
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp / "backends", ignore_errors=True)
+
+    def __enter__(self) -> LocalTriton:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- introspection ------------------------------------------------------------------------------------
+    def _get(self, path: str, data: bytes | None = None) -> Any:
+        request = urllib.request.Request(self.http_url + path, data=data, method="POST" if data else "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                body = response.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        return json.loads(body) if body else {}
+
+    def models(self) -> list[ModelState]:
+        """The repository index: every model version Triton knows, its state and the failure reason."""
+        index = self._get("/v2/repository/index", b"{}") or []
+        return sorted((ModelState(m["name"], m.get("version", ""), m.get("state", ""), m.get("reason", ""))
+                       for m in index), key=lambda s: (s.name, s.version))
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.is_file() else ""
+
+    def log_tail(self, lines: int = 20) -> str:
+        return " | ".join(self.log_text().strip().splitlines()[-lines:])
