@@ -12,6 +12,7 @@ there is no GPU (Triton's ``--model-config-name``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -242,10 +243,8 @@ class LocalTriton:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-            try:  # stub processes share the server's process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # stubs share its process group
                 os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if self._tmp is not None:
             shutil.rmtree(self._tmp / "backends", ignore_errors=True)
 

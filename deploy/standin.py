@@ -13,6 +13,7 @@ This module runs inside the python backend's stub process (``triton_python_backe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -168,10 +169,8 @@ class PyTorchModel(_StandIn):
         if "INTRA_OP_THREAD_COUNT" in params:
             torch.set_num_threads(int(params["INTRA_OP_THREAD_COUNT"]))
         if "INTER_OP_THREAD_COUNT" in params:
-            try:
+            with contextlib.suppress(RuntimeError):  # can be set once per process
                 torch.set_num_interop_threads(int(params["INTER_OP_THREAD_COUNT"]))
-            except RuntimeError:  # already set in this process
-                pass
         self.torch = torch
         self.device = f"cuda:{self.device_id}" if self.gpu and torch.cuda.is_available() else "cpu"
         self.module = torch.jit.load(str(path), map_location=self.device).eval()
