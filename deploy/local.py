@@ -1,7 +1,7 @@
 """A real tritonserver on this machine, without Docker or a GPU: ``LocalTriton(repo)``.
 
 The server is the one ``nvidia-pytriton==0.7.0`` ships (Triton 2.51, CPU, python backend only). A temporary
-backend directory holds the python backend (a symlink: copies break its rpath) and the stand-ins
+backend directory holds the python backend (symlinks: copies break the rpath) and the stand-ins
 ``onnxruntime`` and ``pytorch`` (``backends/<name>/model.py`` plus the python backend stub for this Python),
 so the production repository loads as written. GPU repositories serve through ``configs/cpu.pbtxt`` when
 there is no GPU (Triton's ``--model-config-name``).
@@ -80,20 +80,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def make_backend_dir(server_dir: Path, target: Path) -> Path:
-    """``target/python`` → the shipped python backend; ``target/<stand-in>/`` with model.py, stub and utils."""
+    """``target/python`` → the shipped python backend (Triton refuses a backend library that is itself a
+    symlink out of the directory); ``target/<stand-in>/``: model.py, the stub for this Python and the utils."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
         raise UsageError(f"the pip tritonserver has no python backend stub for Python {version} ({stub})")
-    python_backend = server_dir / "backends" / "python"
+    shipped = server_dir / "backends" / "python"
+    if not (shipped / stub.name).is_file():  # `backend: "python"` models need it there (PyTriton does the same)
+        with contextlib.suppress(OSError):
+            shutil.copy2(stub, shipped / stub.name)
     target.mkdir(parents=True)
-    (target / "python").symlink_to(python_backend, target_is_directory=True)
+    (target / "python").symlink_to(shipped, target_is_directory=True)
     for name in STANDINS:
         (target / name).mkdir()
-        (target / name / "model.py").symlink_to(_BACKENDS_SOURCE / name / "model.py")
-        (target / name / stub.name).symlink_to(stub)
-        utils = "triton_python_backend_utils.py"
-        (target / name / utils).symlink_to(python_backend / utils)
+        for source in (_BACKENDS_SOURCE / name / "model.py", shipped / "triton_python_backend_utils.py", stub):
+            (target / name / source.name).symlink_to(source)
     return target
 
 
@@ -105,6 +107,23 @@ def _server_env() -> dict[str, str]:
         libdir = str(sysconfig.get_config_var("LIBDIR"))
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
     return env
+
+
+def http_json(base_url: str, path: str, data: bytes | None = None) -> Any:
+    """GET (or POST ``data``) a Triton HTTP endpoint; None when it does not answer 2xx."""
+    request = urllib.request.Request(base_url + path, data=data, method="POST" if data else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = response.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    return json.loads(body) if body else {}
+
+
+def repository_index(base_url: str) -> list[ModelState]:
+    index = http_json(base_url, "/v2/repository/index", b"{}") or []
+    return sorted((ModelState(m["name"], m.get("version", ""), m.get("state", ""), m.get("reason", ""))
+                   for m in index), key=lambda s: (s.name, s.version))
 
 
 class LocalTriton:
@@ -211,7 +230,7 @@ class LocalTriton:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerStartError(self._failure(f"tritonserver exited with code {self.process.returncode}"))
-            if self._get("/v2/health/live") is not None:
+            if http_json(self.http_url, "/v2/health/live") is not None:
                 break
             time.sleep(0.2)
         else:
@@ -229,7 +248,9 @@ class LocalTriton:
     def _failure(self, what: str) -> str:
         failures = [line.split("] ", 1)[-1].strip().strip('"') for line in self.log_text().splitlines()
                     if "failed to load" in line and "version" in line]
-        detail = "; ".join(dict.fromkeys(failures)) or self.log_tail()
+        failures = list(dict.fromkeys(failures))
+        detail = "; ".join(failures[:3]) + (f"; and {len(failures) - 3} more" if len(failures) > 3 else "")
+        detail = detail or self.log_tail()
         return f"{what}: {detail} (log: {self.log_path})"
 
     def stop(self) -> None:
@@ -255,20 +276,9 @@ class LocalTriton:
         self.stop()
 
     # --- introspection ------------------------------------------------------------------------------------
-    def _get(self, path: str, data: bytes | None = None) -> Any:
-        request = urllib.request.Request(self.http_url + path, data=data, method="POST" if data else "GET")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                body = response.read()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
-        return json.loads(body) if body else {}
-
     def models(self) -> list[ModelState]:
         """The repository index: every model version Triton knows, its state and the failure reason."""
-        index = self._get("/v2/repository/index", b"{}") or []
-        return sorted((ModelState(m["name"], m.get("version", ""), m.get("state", ""), m.get("reason", ""))
-                       for m in index), key=lambda s: (s.name, s.version))
+        return repository_index(self.http_url)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.is_file() else ""

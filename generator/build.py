@@ -33,6 +33,7 @@ from .errors import ExportError, SpecError
 from .export import DEFAULT_OPSET, FORMATS, Artifact, export, torchscript_equivalent
 from .io_spec import DeclaredTensor
 from .render import render_config
+from .runners import Runner
 from .source import LoadedModel, load_source
 from .verify import DEFAULT_TOLERANCES, Tolerance, VerificationReport, verify
 from .writer import StagedModel, commit, existing_versions, plan, sha256, staging_area
@@ -118,6 +119,7 @@ class BuiltModel:
     action: str  # new | add-version | replace-version | unchanged
     sha256: str
     report: VerificationReport
+    reference: Runner | None = field(default=None, repr=False)  # the eager model, for comparisons
 
 
 def _jsonable(value: Any) -> Any:
@@ -242,9 +244,16 @@ def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, version: int, stage
     return StagedModel(name, root, version, entry, model_files, equivalent), report
 
 
-def _check_staged(stage: Path, names: set[str]) -> None:
-    """The generator never writes what ``tritonize check`` would flag."""
+def _check_staged(stage: Path, staged: list[StagedModel], repo: Path) -> None:
+    """The generator never writes what ``tritonize check`` would flag, checked with the versions the model
+    will have once committed (the repository's other versions are linked in, read-only)."""
     from .check import check_repository
+
+    names = {model.name for model in staged}
+    for model in staged:
+        for version in existing_versions(repo / model.name):
+            if version != model.version:
+                (model.root / str(version)).symlink_to((repo / model.name / str(version)).resolve())
 
     errors = [f for f in check_repository(stage) if f.severity == "error" and f.model in names]
     if errors:
@@ -265,6 +274,7 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
     if repo.exists() and not repo.is_dir():
         raise SpecError("repo", str(repo), "a directory (or a path to create)")
     staged: list[tuple[StagedModel, VerificationReport]] = []
+    references: dict[str, Runner] = {}
     with staging_area(repo) as stage:
         for req in requests:
             log(f"[{req.name}] loading {req.source}")
@@ -274,16 +284,17 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                 example_file=req.example_inputs,
             )
             for fmt in req.formats:
+                references[req.model_name(fmt)] = loaded.reference
                 versions = existing_versions(repo / req.model_name(fmt))
                 version = req.version or (versions[-1] + 1 if versions else 1)
                 staged.append(_stage(req, fmt, loaded, version, stage, template_dir, log))
-        _check_staged(stage, set(names))
+        _check_staged(stage, [model for model, _ in staged], repo)
         actions = [plan(repo, model, overwrite) for model, _ in staged]
         for (model, _), action in zip(staged, actions):
             commit(repo, model, action)
             log(f"[{model.name}] version {model.version}: {action} in {repo / model.name}")
-    return [BuiltModel(m.name, m.manifest_entry["format"], m.version, a, m.manifest_entry["artifact"]["sha256"], r)
-            for (m, r), a in zip(staged, actions)]
+    return [BuiltModel(m.name, m.manifest_entry["format"], m.version, a, m.manifest_entry["artifact"]["sha256"], r,
+                       references[m.name]) for (m, r), a in zip(staged, actions)]
 
 
 def report_table(results: Sequence[BuiltModel]) -> str:

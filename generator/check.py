@@ -66,13 +66,15 @@ CODES: tuple[Code, ...] = (
     Code("version-missing", "error", "no numeric version directory (or the version policy loads none)"),
     Code("version-dir-ignored", "warning", "a subdirectory Triton ignores as a version: not a number or a "
          "leading zero (configs/, warmup/, initial_state/ are fine)"),
-    Code("version-policy-missing", "error", "version_policy.specific names a missing version directory"),
+    Code("version-policy-missing", "warning", "version_policy.specific names a missing version directory: "
+         "Triton 2.51 loads the others and that version stays unavailable (observed on the local server)"),
     Code("model-file-missing", "error", "a loaded version lacks its model file (default_model_filename)"),
     # inputs / outputs (ValidateIOShape)
     Code("tensor-field-missing", "error", "an input/output without name or data_type"),
     Code("empty-dims", "error", "dims: [] — at least one dimension is required (server#7981)"),
     Code("bad-dim", "error", "a dims/reshape entry that is 0 or below -1"),
-    Code("duplicate-tensor", "error", "two inputs (or two outputs) share a name"),
+    Code("duplicate-tensor", "warning", "two inputs (or two outputs) share a name: Triton 2.51 loads the model "
+         "(observed) but a request can carry only one tensor of that name"),
     Code("reshape-mismatch", "error", "reshape and dims hold different element counts, or an empty reshape "
          "on a non-batching model"),
     Code("label-file-missing", "error", "label_filename does not exist in the model directory"),
@@ -396,7 +398,7 @@ def _check_versions(m: _Model) -> Iterator[_Hit]:
             if v not in m.present_versions:
                 yield "version-policy-missing", (f"version_policy.specific lists version {v} but "
                                                  f"'{m.name}/{v}/' does not exist (present: "
-                                                 f"{_csv(m.present_versions)})")
+                                                 f"{_csv(m.present_versions)}): it will be unavailable")
     elif not m.loaded_versions:
         yield "version-missing", "version_policy latest num_versions 0 loads no version"
 
@@ -435,7 +437,8 @@ def _check_io(m: _Model) -> Iterator[_Hit]:
                 missing = "name" if not t.name else "data_type"
                 yield "tensor-field-missing", f"{kind} '{t.name or '?'}' must specify '{missing}'"
             if t.name in seen:
-                yield "duplicate-tensor", f"{label} is listed twice; {kind} names must be unique"
+                yield "duplicate-tensor", (f"{label} is listed twice: Triton loads the model, but a request "
+                                           "carries one tensor per name; make the names unique")
             seen.add(t.name)
             yield from _dims_hits(label, list(t.dims), m.mbs)
             if t.HasField("reshape"):

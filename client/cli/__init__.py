@@ -13,6 +13,8 @@ import click
 
 from ..errors import TritonizeError
 from .generate import add_build_command, add_check_command, add_export_command
+from .quickstart import add_quickstart_command
+from .serve import add_serve_command
 
 
 class _Group(click.Group):
@@ -40,3 +42,5 @@ def main() -> None:
 add_export_command(main)
 add_build_command(main)
 add_check_command(main)
+add_serve_command(main)
+add_quickstart_command(main)

@@ -1,0 +1,176 @@
+"""``tritonize quickstart``: the whole job on the bundled example, in one command.
+
+Build the example repository (digits CNN and token-sequence classifier, ONNX + TorchScript, dynamic
+batching, verified), serve it on a local tritonserver, send held-out data through gRPC one request per
+sample (concurrently, so the dynamic batcher forms batches), compare every prediction with the eager model,
+print accuracy and latency per artifact, stop the server.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from ..errors import TritonizeError
+
+EXAMPLE_SPEC = "tritonize.toml"  # in tritonize.generator.examples
+
+
+@dataclass
+class ArtifactResult:
+    model: str
+    eager_accuracy: float
+    triton_accuracy: float
+    agreement: float
+    max_abs_diff: float
+    latencies_ms: np.ndarray
+    requests_per_s: float
+    avg_batch: float
+
+
+class Steps:
+    """Stepped status lines: ``[2/4] Starting tritonserver ... done (3.1 s)``."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.index, self.started = total, 0, time.monotonic()
+        self._step_start = self.started
+
+    def start(self, text: str) -> None:
+        self.index += 1
+        self._step_start = time.monotonic()
+        click.echo(f"[{self.index}/{self.total}] {text} ...", err=True)
+
+    def done(self, note: str = "") -> None:
+        took = time.monotonic() - self._step_start
+        click.echo(f"      done in {took:.1f} s{'; ' + note if note else ''}", err=True)
+
+
+def held_out_samples() -> dict[str, tuple[list[dict[str, np.ndarray]], np.ndarray]]:
+    """Per example model: one input dict per held-out sample (batch of 1), and the labels."""
+    from tritonize.generator.examples.digits import load_digits_split
+    from tritonize.generator.examples.sequence import make_task
+
+    digits = load_digits_split()
+    ids, mask, labels = make_task(400, seed=2026)
+    lengths = mask.sum(1)
+    sequences = [{"ids": ids[i : i + 1, : lengths[i]], "mask": mask[i : i + 1, : lengths[i]]} for i in range(len(ids))]
+    return {
+        "digits": ([{"image": digits.test_x[i : i + 1]} for i in range(len(digits.test_x))], digits.test_y),
+        "sequence": (sequences, labels),
+    }
+
+
+def _infer_all(url: str, model: str, input_names: list[str], samples: list[dict[str, np.ndarray]],
+               concurrency: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(outputs, latencies ms, requests/s, average executed batch size) over gRPC, ``concurrency`` in flight."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    client = grpcclient.InferenceServerClient(url)
+    config = client.get_model_config(model, as_json=True)["config"]
+    output = config["output"][0]["name"]
+
+    def one(sample: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+        inputs = []
+        for config_name, key in zip((i["name"] for i in config["input"]), input_names):
+            tensor = grpcclient.InferInput(config_name, list(sample[key].shape), np_to_triton_dtype(sample[key].dtype))
+            tensor.set_data_from_numpy(sample[key])
+            inputs.append(tensor)
+        start = time.perf_counter()
+        result = client.infer(model, inputs)
+        return result.as_numpy(output)[0], (time.perf_counter() - start) * 1e3
+
+    def counts() -> tuple[int, int]:
+        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+    before = counts()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, samples))
+    elapsed = time.perf_counter() - start
+    after = counts()
+    client.close()
+    executions = max(after[1] - before[1], 1)
+    return (np.stack([r[0] for r in results]), np.array([r[1] for r in results]), len(samples) / elapsed,
+            (after[0] - before[0]) / executions)
+
+
+def evaluate(url: str, built: list[Any], concurrency: int) -> list[ArtifactResult]:
+    samples = held_out_samples()
+    eager_cache: dict[str, np.ndarray] = {}
+    results = []
+    for model in built:
+        base = model.name.rsplit("_", 1)[0]
+        inputs, labels = samples[base]
+        names = list(inputs[0])
+        if base not in eager_cache:
+            eager_cache[base] = np.stack([model.reference(sample)[0][0] for sample in inputs])
+        eager = eager_cache[base]
+        got, latencies, rate, avg_batch = _infer_all(url, model.name, names, inputs, concurrency)
+        results.append(ArtifactResult(
+            model.name, float(np.mean(eager.argmax(1) == labels)), float(np.mean(got.argmax(1) == labels)),
+            float(np.mean(got.argmax(1) == eager.argmax(1))), float(np.abs(got - eager).max()), latencies, rate,
+            avg_batch))
+    return results
+
+
+def results_table(results: list[ArtifactResult], concurrency: int) -> str:
+    header = ("artifact", "eager acc", "triton acc", "agree", "max |Δ|", "p50 ms", "p99 ms", "req/s", "avg batch")
+    rows = [header] + [
+        (r.model, f"{r.eager_accuracy:.2%}", f"{r.triton_accuracy:.2%}", f"{r.agreement:.1%}",
+         f"{r.max_abs_diff:.1e}", f"{np.percentile(r.latencies_ms, 50):.2f}",
+         f"{np.percentile(r.latencies_ms, 99):.2f}", f"{r.requests_per_s:.0f}", f"{r.avg_batch:.2f}")
+        for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join([*lines, f"(one request per held-out sample over gRPC, {concurrency} in flight; avg batch = "
+                      "inferences / executions from Triton's statistics: the dynamic batcher at work)"])
+
+
+def add_quickstart_command(group: click.Group) -> None:
+    @group.command("quickstart")
+    @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("model_repository"),
+                  show_default=True, help="Where the example repository is built (and left for you).")
+    @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
+    @click.option("--overwrite", is_flag=True, help="Replace example models that differ from a fresh build.")
+    def quickstart_command(repo: Path, concurrency: int, overwrite: bool) -> None:
+        """Build the bundled example, serve it on a local Triton, classify held-out data through gRPC.
+
+        \b
+        Example:
+          tritonize quickstart
+        """
+        from importlib.resources import files
+
+        from tritonize.deploy.local import LocalTriton
+        from tritonize.generator.build import build
+        from tritonize.generator.project import load_project
+
+        steps = Steps(4)
+        steps.start(f"Building the example repository in {repo}/ (train, export ONNX + TorchScript, verify)")
+        spec = Path(str(files("tritonize.generator.examples") / EXAMPLE_SPEC))
+        built = build(load_project(spec).models, repo, overwrite=overwrite, log=lambda line: None)
+        steps.done(", ".join(f"{b.name} v{b.version} {b.action}" for b in built))
+
+        steps.start("Starting tritonserver 2.51 (local, stand-in onnxruntime/pytorch backends)")
+        with LocalTriton(repo) as server:
+            variant = f"; no GPU: configs/{server.config_name}.pbtxt variants" if server.config_name else ""
+            steps.done(f"gRPC {server.grpc_url}{variant}")
+            steps.start("Sending held-out digits and sequences through gRPC, comparing with the eager models")
+            results = evaluate(server.grpc_url, built, concurrency)
+            steps.done()
+            steps.start("Stopping tritonserver")
+        steps.done()
+        click.echo(results_table(results, concurrency))
+        disagree = [r.model for r in results if r.agreement < 1.0]
+        if disagree:
+            raise TritonizeError(f"Triton and eager predictions disagree for {', '.join(disagree)}")
+        click.echo(f"\nThe repository is in {repo}/: serve it with `tritonize serve {repo}`, "
+                   f"lint it with `tritonize check {repo}`. Total {time.monotonic() - steps.started:.0f} s.")

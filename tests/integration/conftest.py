@@ -1,0 +1,70 @@
+"""One real tritonserver for the integration tests: the pip-installed 2.51 with tritonize's stand-in backends,
+on free loopback ports, serving a repository the generator builds here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tritonize.deploy.local import LocalTriton
+from tritonize.generator.build import BuiltModel, ModelRequest, build
+from tritonize.generator.config_spec import DynamicBatching, InstanceGroup, VersionPolicy
+from tritonize.generator.io_spec import DeclaredTensor
+
+TOY = str(Path(__file__).parents[1] / "unit" / "toy_models.py")
+BROKEN = "broken_onnx"  # a generated model whose config is then edited to disagree with the ONNX graph
+
+
+@dataclass
+class Served:
+    server: LocalTriton
+    repo: Path
+    built: dict[str, BuiltModel]
+
+
+def _requests() -> list[ModelRequest]:
+    features = (DeclaredTensor("features", "float32", (4,)),)
+    return [
+        # parity over the wire: two inputs (float + int64 ids of variable length), two outputs
+        ModelRequest("two_heads", f"{TOY}:two_heads", max_batch_size=8, version=1),
+        # the dynamic batcher with two CPU instances
+        ModelRequest("batcher", f"{TOY}:mlp", max_batch_size=32, version=1, formats=("onnx", "torchscript"),
+                     dynamic_batching=DynamicBatching(max_queue_delay_microseconds=20_000),
+                     instance_groups=(InstanceGroup("cpu", 2),)),
+        # a GPU production config: serves here through configs/cpu.pbtxt
+        ModelRequest("gpu", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",),
+                     instance_groups=(InstanceGroup("gpu", 1),)),
+        ModelRequest("broken", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",), inputs=features),
+    ]
+
+
+def _versioned(repo: Path) -> None:
+    """Three versions (different weights) under two version policies."""
+    for policy, name in ((VersionPolicy("latest", 2), "latest2"),
+                         (VersionPolicy("specific", versions=(1, 3)), "specific13")):
+        for version in (1, 2, 3):
+            build([ModelRequest(name, f"{TOY}:mlp", kwargs={"seed": version}, max_batch_size=8, version=version,
+                                formats=("onnx",), version_policy=policy)], repo)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    repo = tmp_path_factory.mktemp("repo")
+    built = {b.name: b for b in build(_requests(), repo)}
+    _versioned(repo)
+    config = repo / BROKEN / "config.pbtxt"
+    config.write_text(config.read_text().replace("dims: [ 4 ]", "dims: [ 5 ]", 1))
+    with LocalTriton(repo, strict=False, log_file=tmp_path_factory.mktemp("logs") / "tritonserver.log") as server:
+        yield Served(server, repo, built)
+
+
+@pytest.fixture(scope="session")
+def toy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small repository for tests that start servers of their own."""
+    repo = tmp_path_factory.mktemp("toy")
+    build([ModelRequest("toy", f"{TOY}:mlp", max_batch_size=8, version=1,
+                        instance_groups=(InstanceGroup("cpu", 2),))], repo)
+    return repo
