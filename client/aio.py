@@ -1,0 +1,230 @@
+"""The asyncio twin of ``client.py``: ``AsyncTritonClient`` and ``AsyncModelClient``, same names and checks.
+
+    async with AsyncTritonClient("localhost:8001") as triton:
+        digits = await triton.model("digits_onnx")
+        out = await digits.infer(image=batch)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import calls
+from .client import _OPTIONS, Outputs
+from .errors import InferenceTimeoutError, ModelNotFoundError, ModelNotReadyError, TritonClientError
+from .model_info import ModelInfo
+from .retry import DEFAULT_RETRY, Attempts, RetryPolicy
+from .shared_memory import Region, RegionPool
+from .transport import AsyncTransport, Endpoint, RequestOptions, normalize
+
+
+class AsyncTritonClient:
+    """See ``TritonClient``; every method is a coroutine."""
+
+    def __init__(self, url: str = "localhost:8001", *, protocol: str | None = None, timeout_s: float | None = 60.0,
+                 retry: RetryPolicy | None = DEFAULT_RETRY, headers: Mapping[str, str] | None = None,
+                 shared_memory: str = "none", max_concurrency: int = 4, **options: Any) -> None:
+        self.endpoint = Endpoint.parse(url, protocol)
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self.headers = dict(headers or {})
+        self.max_concurrency = max_concurrency
+        self.transport = AsyncTransport(self.endpoint, timeout_s, options)
+        self.pool = RegionPool(shared_memory) if shared_memory != "none" else None
+        self._models: dict[tuple[str, str], AsyncModelClient] = {}
+
+    async def _call(self, what: str, method: str, *args: Any, idempotent: bool = True,
+                    timeout_s: float | None = None, **kwargs: Any) -> Any:
+        attempts = Attempts(self.retry if idempotent else None, timeout_s or self.timeout_s, what)
+        if self.headers:
+            kwargs.setdefault("headers", self.headers)
+        while True:
+            try:
+                if self.endpoint.protocol == "grpc":
+                    kwargs["client_timeout"] = attempts.remaining()
+                remaining = attempts.remaining()
+                return await asyncio.wait_for(self.transport.call(what, method, *args, **kwargs), remaining)
+            except asyncio.TimeoutError as exc:
+                raise calls_timeout(what, attempts) from exc
+            except TritonClientError as exc:
+                await asyncio.sleep(attempts.delay_after(exc))
+
+    async def model(self, name: str, version: str = "") -> AsyncModelClient:
+        key = (name, str(version))
+        if key not in self._models:
+            info = ModelInfo.from_config(await self.model_config(name, version), str(version))
+            self._models[key] = AsyncModelClient(self, info)
+        return self._models[key]
+
+    async def is_live(self) -> bool:
+        return bool(await self._call("is_server_live", "is_server_live", idempotent=False))
+
+    async def is_ready(self) -> bool:
+        return bool(await self._call("is_server_ready", "is_server_ready", idempotent=False))
+
+    async def is_model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            return bool(await self._call(f"is_model_ready {name}", "is_model_ready", name, str(version),
+                                         idempotent=False))
+        except ModelNotFoundError:
+            return False
+
+    async def wait_until_ready(self, model: str | None = None, version: str = "", timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if await (self.is_model_ready(model, version) if model else self.is_ready()):
+                    return
+            except TritonClientError:
+                pass
+            if time.monotonic() >= deadline:
+                raise ModelNotReadyError(f"{model or 'server'} not ready after {timeout_s:.0f} s")
+            await asyncio.sleep(0.1)
+
+    async def server_metadata(self) -> dict[str, Any]:
+        raw = await self._call("server metadata", "get_server_metadata")
+        return dict(normalize(self.endpoint.protocol, "metadata", raw))
+
+    async def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
+        raw = await self._call(f"metadata of {name}", "get_model_metadata", name, str(version))
+        return dict(normalize(self.endpoint.protocol, "metadata", raw))
+
+    async def model_config(self, name: str, version: str = "") -> dict[str, Any]:
+        raw = await self._call(f"config of {name}", "get_model_config", name, str(version))
+        return dict(normalize(self.endpoint.protocol, "config", raw))
+
+    async def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
+        raw = await self._call(f"statistics of {name or 'all models'}", "get_inference_statistics", name,
+                               str(version))
+        return list(normalize(self.endpoint.protocol, "stats", raw).get("model_stats", []))
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        raw = await self._call("repository index", "get_model_repository_index")
+        return list(normalize(self.endpoint.protocol, "index", raw))
+
+    async def load_model(self, name: str, config: Mapping[str, Any] | None = None) -> None:
+        kwargs: dict[str, Any] = {"config": json.dumps(config)} if config else {}
+        await self._call(f"load {name}", "load_model", name, idempotent=False, **kwargs)
+        self._models = {k: v for k, v in self._models.items() if k[0] != name}
+
+    async def unload_model(self, name: str) -> None:
+        await self._call(f"unload {name}", "unload_model", name, idempotent=False)
+        self._models = {k: v for k, v in self._models.items() if k[0] != name}
+
+    async def _register(self, regions: list[Region]) -> None:
+        assert self.pool is not None
+        for region in regions:
+            method, args = self.pool.backend.register_args(region)
+            await self._call(f"register {region.name}", method, *args, idempotent=False)
+
+    async def _unregister(self, regions: list[Region]) -> None:
+        if self.pool is None or not regions:
+            return
+        for region in regions:
+            with contextlib.suppress(TritonClientError):  # the server may be gone; freed below
+                await self._call(f"unregister {region.name}", self.pool.backend.unregister, region.name,
+                                 idempotent=False, timeout_s=5)
+        self.pool.discard(regions)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self._unregister(self.pool.everything())
+        await self.transport.close()
+
+    async def __aenter__(self) -> AsyncTritonClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def calls_timeout(what: str, attempts: Attempts) -> TritonClientError:
+    return InferenceTimeoutError(f"{what}: no answer within the {attempts.budget:.1f} s deadline")
+
+
+class AsyncModelClient:
+    """See ``ModelClient``; ``infer``, ``infer_sample`` and ``infer_batch`` are coroutines."""
+
+    def __init__(self, client: AsyncTritonClient, info: ModelInfo) -> None:
+        self.client = client
+        self.info = info
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.info.max_batch_size
+
+    async def infer(self, inputs: Mapping[str, Any] | None = None, /, *, outputs: Sequence[str] | None = None,
+                    cast: bool | str = False, timeout_s: float | None = None, priority: int = 0,
+                    server_timeout_us: int | None = None, parameters: Mapping[str, Any] | None = None,
+                    request_id: str = "", sequence_id: int | str = 0, sequence_start: bool = False,
+                    sequence_end: bool = False, headers: Mapping[str, str] | None = None, **named: Any) -> Outputs:
+        arrays = self.info.check_inputs(calls.merge_inputs(self.info, inputs, named), cast)
+        options = calls.request_options(self.client.headers, headers, priority=priority,
+                                        server_timeout_us=server_timeout_us, request_id=request_id,
+                                        sequence_id=sequence_id, sequence_start=sequence_start,
+                                        sequence_end=sequence_end, parameters=parameters)
+        return await self._send(arrays, self.info.output_names(outputs), options, timeout_s)
+
+    async def infer_sample(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs:
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTIONS}
+        sample = calls.add_batch_dim(self.info, calls.merge_inputs(self.info, inputs, kwargs))
+        return {name: value[0] for name, value in (await self.infer(sample, **options)).items()}
+
+    async def infer_batch(self, inputs: Mapping[str, Any] | None = None, /, *, max_concurrency: int | None = None,
+                          outputs: Sequence[str] | None = None, cast: bool | str = False,
+                          timeout_s: float | None = None, **named: Any) -> Outputs:
+        parts = calls.checked_chunks(self.info, calls.merge_inputs(self.info, inputs, named), cast)
+        names = self.info.output_names(outputs)
+        options = calls.request_options(self.client.headers, None)
+        gate = asyncio.Semaphore(max(1, max_concurrency or self.client.max_concurrency))
+
+        async def one(part: dict[str, np.ndarray]) -> Outputs:
+            async with gate:
+                return await self._send(part, names, options, timeout_s)
+
+        return calls.concat(await asyncio.gather(*(one(p) for p in parts)))
+
+    async def _send(self, arrays: dict[str, np.ndarray], names: list[str], options: RequestOptions,
+                    timeout_s: float | None) -> Outputs:
+        client = self.client
+        attempts = Attempts(client.retry, timeout_s or client.timeout_s, f"infer {self.name}")
+        while True:
+            try:
+                remaining = attempts.remaining()
+                return await asyncio.wait_for(self._attempt(arrays, names, options, remaining), remaining)
+            except asyncio.TimeoutError as exc:
+                raise calls_timeout(f"infer {self.name}", attempts) from exc
+            except TritonClientError as exc:
+                await asyncio.sleep(attempts.delay_after(exc))
+
+    async def _attempt(self, arrays: dict[str, np.ndarray], names: list[str], options: RequestOptions,
+                       timeout_s: float | None) -> Outputs:
+        client = self.client
+        shm = calls.shm_plan(client.pool, self.info, arrays, names)
+        try:
+            if shm is not None:
+                await client._register(shm.new)
+            requests = client.transport.requests
+            tensors = requests.inputs(arrays, shm.inputs if shm else None)
+            wanted = requests.outputs(names, shm.outputs if shm else None)
+            kwargs = requests.infer_kwargs(self.name, self.info.version, tensors, wanted, options, timeout_s)
+            result = await client.transport.call(f"infer {self.name}", "infer", **kwargs)
+            out = calls.extract(result, names, shm, client.pool)
+        except BaseException:
+            if shm is not None:
+                await client._unregister(shm.regions)
+            raise
+        if shm is not None and client.pool is not None:
+            client.pool.release(shm.regions)
+        return out

@@ -1,0 +1,75 @@
+"""What the sync and asyncio model clients share: preparing a call, splitting batches, reading results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .model_info import ModelInfo
+from .shared_memory import RegionPool, ShmPlan, output_sizes, plan, read_output
+from .transport import RequestOptions
+
+
+def merge_inputs(info: ModelInfo, inputs: Mapping[str, Any] | None, named: Mapping[str, Any]) -> dict[str, Any]:
+    both = sorted(set(inputs or {}) & set(named))
+    if both:
+        raise InvalidInputError(f"input '{both[0]}' of model '{info.name}': given twice (in the dict and by name)")
+    return {**(inputs or {}), **named}
+
+
+def request_options(headers: Mapping[str, str], call_headers: Mapping[str, str] | None,
+                    **fields: Any) -> RequestOptions:
+    return RequestOptions(headers={**headers, **(call_headers or {})}, **fields)
+
+
+def add_batch_dim(info: ModelInfo, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    if not info.batching:
+        raise InvalidInputError(f"model '{info.name}' does not batch (max_batch_size 0): use infer()")
+    return {name: np.asarray(value)[None] for name, value in inputs.items()}
+
+
+def concat(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if len(parts) > 1 else parts[0]
+
+
+def checked_chunks(info: ModelInfo, inputs: Mapping[str, Any], cast: bool | str) -> list[dict[str, np.ndarray]]:
+    """For infer_batch: the inputs split along the batch into checked pieces of at most max_batch_size."""
+    if not info.batching:
+        return [info.check_inputs(inputs, cast)]
+    arrays = {name: np.asarray(value) for name, value in inputs.items()}
+    sizes = {name: len(a) if a.ndim else 0 for name, a in arrays.items()}
+    if len(set(sizes.values())) > 1:
+        raise InvalidInputError(f"model '{info.name}': inputs disagree on the batch size: {sizes}")
+    total = next(iter(sizes.values()), 0)
+    step = info.max_batch_size
+    return [info.check_inputs({k: v[s : s + step] for k, v in arrays.items()}, cast)
+            for s in range(0, max(total, 1), step)]
+
+
+def shm_plan(pool: RegionPool | None, info: ModelInfo, arrays: dict[str, np.ndarray],
+             names: list[str]) -> ShmPlan | None:
+    if pool is None:
+        return None
+    batch = len(next(iter(arrays.values()))) if info.batching and arrays else None
+    return plan(pool, arrays, output_sizes(list(info.outputs), names, batch))
+
+
+def _output_meta(result: Any, name: str) -> tuple[list[int], str]:
+    meta = result.get_output(name)
+    if isinstance(meta, dict):  # HTTP
+        return [int(d) for d in meta["shape"]], meta["datatype"]
+    return [int(d) for d in meta.shape], meta.datatype  # gRPC protobuf
+
+
+def extract(result: Any, names: list[str], shm: ShmPlan | None, pool: RegionPool | None) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        if shm is not None and pool is not None and name in shm.outputs:
+            shape, datatype = _output_meta(result, name)
+            out[name] = read_output(pool, shm.handles[name], datatype, shape)
+        else:
+            out[name] = result.as_numpy(name)
+    return out

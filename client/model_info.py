@@ -1,0 +1,137 @@
+"""What a model accepts, read once from its config, and the input checks done before any request is sent.
+
+Everything derived from the config (dtypes, dims, required names) is computed here once, so a call only
+compares shapes and dtypes. An error names the input, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .datatypes import BY_CONFIG, DataType
+from .errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: DataType
+    dims: tuple[int, ...]  # as in the config: without the batch dimension when the model batches
+    optional: bool = False
+    label_filename: str = ""
+
+    def shape(self, batching: bool) -> list[int]:
+        """The full shape a request carries, with -1 for variable sizes (and the batch)."""
+        return [-1, *self.dims] if batching else list(self.dims)
+
+    def describe(self, batching: bool) -> str:
+        return f"{self.name}: {self.dtype.numpy.name if not self.dtype.is_string else 'bytes'} {self.shape(batching)}"
+
+
+def _tensors(entries: list[Mapping[str, Any]]) -> tuple[TensorInfo, ...]:
+    out = []
+    for e in entries:
+        dims = tuple(int(d) for d in e.get("dims", []))
+        out.append(TensorInfo(str(e["name"]), BY_CONFIG[str(e.get("data_type", "TYPE_FP32"))], dims,
+                              bool(e.get("optional", False)), str(e.get("label_filename", ""))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    max_batch_size: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    platform: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], version: str = "") -> ModelInfo:
+        """From a config as JSON (HTTP, or gRPC's ``as_json`` where int64 fields arrive as strings)."""
+        return cls(str(config["name"]), version, int(config.get("max_batch_size", 0)),
+                   _tensors(config.get("input", [])), _tensors(config.get("output", [])),
+                   str(config.get("platform") or config.get("backend", "")), config)
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 0
+
+    def input(self, name: str) -> TensorInfo:
+        return self._inputs[name]
+
+    def output(self, name: str) -> TensorInfo:
+        for t in self.outputs:
+            if t.name == name:
+                return t
+        raise InvalidInputError(f"output '{name}' of model '{self.name}': not an output; expected one of "
+                                + ", ".join(t.name for t in self.outputs))
+
+    @cached_property
+    def _inputs(self) -> dict[str, TensorInfo]:
+        return {t.name: t for t in self.inputs}
+
+    def check_inputs(self, given: Mapping[str, Any], cast: bool | str = False) -> dict[str, np.ndarray]:
+        """Arrays ready to send: names, dtypes, ranks, dims and the batch size checked against the config.
+        Dtypes must match exactly unless ``cast`` opts into a conversion: a numpy casting rule ("safe":
+        int32 → int64; "same_kind": also float64 → float32), True meaning "same_kind". Raises
+        InvalidInputError naming the input, what was expected and what was given."""
+        known = self._inputs
+        for name in given:
+            if name not in known:
+                raise InvalidInputError(f"input '{name}' of model '{self.name}': not an input; expected "
+                                        + ", ".join(t.describe(self.batching) for t in self.inputs))
+        arrays: dict[str, np.ndarray] = {}
+        batch = None
+        for spec in self.inputs:
+            if spec.name not in given:
+                if spec.optional:
+                    continue
+                raise InvalidInputError(f"input '{spec.name}' of model '{self.name}': missing; expected "
+                                        f"{spec.describe(self.batching)}")
+            array = self._array(spec, given[spec.name], cast)
+            expected = spec.shape(self.batching)
+            if array.ndim != len(expected) or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
+                hint = " (the first dimension is the batch: use infer_sample for one sample)" \
+                    if self.batching and array.ndim == len(spec.dims) else ""
+                raise InvalidInputError(f"input '{spec.name}' of model '{self.name}': shape {list(array.shape)}, "
+                                        f"expected {expected}{hint}")
+            if self.batching:
+                if array.shape[0] > self.max_batch_size:
+                    raise InvalidInputError(
+                        f"input '{spec.name}' of model '{self.name}': batch of {array.shape[0]}, expected at most "
+                        f"max_batch_size {self.max_batch_size} (infer_batch splits larger batches)")
+                if batch is not None and array.shape[0] != batch[1]:
+                    raise InvalidInputError(f"input '{spec.name}' of model '{self.name}': batch of {array.shape[0]}, "
+                                            f"expected {batch[1]} like input '{batch[0]}'")
+                batch = batch or (spec.name, array.shape[0])
+            arrays[spec.name] = array
+        return arrays
+
+    def _array(self, spec: TensorInfo, value: Any, cast: bool | str) -> np.ndarray:
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        expected = spec.dtype.numpy
+        if spec.dtype.is_string:
+            if array.dtype.kind in "SUO":
+                return array.astype(object) if array.dtype.kind != "O" else array
+        elif array.dtype == expected:
+            return array
+        elif cast and np.can_cast(array.dtype, expected, casting="same_kind" if cast is True else cast):
+            return array.astype(expected)
+        wanted = "bytes or str" if spec.dtype.is_string else f"{expected.name} ({spec.dtype.config})"
+        rule = "same_kind" if cast is True else cast
+        hint = (f" (not a {rule!r} cast)" if cast else
+                "" if spec.dtype.is_string else "; pass cast=True to convert within the same kind")
+        raise InvalidInputError(f"input '{spec.name}' of model '{self.name}': dtype {array.dtype.name}, expected "
+                                f"{wanted}{hint}")
+
+    def output_names(self, selected: Sequence[str] | None) -> list[str]:
+        if not selected:
+            return [t.name for t in self.outputs]
+        return [self.output(name).name for name in selected]

@@ -1,0 +1,56 @@
+"""Retries with exponential backoff and full jitter, bounded by one deadline per call.
+
+Only idempotent calls retry (inference, reads); only on errors that may pass (server unreachable, model not
+ready). When the deadline would pass, the call fails with ``InferenceTimeoutError`` carrying the last error.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+from .errors import InferenceTimeoutError, ModelNotReadyError, ServerUnavailableError, TritonClientError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    deadline_s: float = 30.0  # default budget of a call, retries included, when the call gives no timeout
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
+    multiplier: float = 2.0
+    retry_on: tuple[type[TritonClientError], ...] = (ServerUnavailableError, ModelNotReadyError)
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, initial · multiplier^attempt)]."""
+        return random.uniform(0, min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** attempt))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class Attempts:
+    """Deadline bookkeeping for one call: ``remaining()`` for each attempt, ``delay_after(exc)`` between them."""
+
+    def __init__(self, policy: RetryPolicy | None, timeout_s: float | None, what: str) -> None:
+        self.policy = policy
+        self.what = what
+        budget = timeout_s if timeout_s is not None else (policy.deadline_s if policy else math.inf)
+        self.budget = budget
+        self.deadline = time.monotonic() + budget
+        self.attempt = 0
+
+    def remaining(self) -> float | None:
+        return None if math.isinf(self.budget) else max(self.deadline - time.monotonic(), 0.001)
+
+    def delay_after(self, exc: TritonClientError) -> float:
+        """Seconds to wait before the next attempt; re-raises when the error is final or time is up."""
+        if self.policy is None or not isinstance(exc, self.policy.retry_on):
+            raise exc
+        delay = self.policy.backoff(self.attempt)
+        self.attempt += 1
+        if time.monotonic() + delay >= self.deadline:
+            raise InferenceTimeoutError(f"{self.what}: no success within the {self.budget:.1f} s deadline "
+                                        f"({self.attempt} attempts); last error: {exc}") from exc
+        return delay

@@ -1,0 +1,257 @@
+"""One interface over tritonclient's four clients (gRPC/HTTP × sync/asyncio), with errors mapped to tritonize's.
+
+The differences hidden here: gRPC returns JSON with int64 as strings and wraps configs in ``{"config": ...}``;
+the HTTP client is not thread-safe (one underlying client per thread) and has no per-call network timeout;
+a refused HTTP connection is an ``OSError``, not an ``InferenceServerException``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from tritonclient.utils import InferenceServerException
+
+from .datatypes import from_numpy
+from .errors import (
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServerError,
+    ServerUnavailableError,
+    TritonClientError,
+    UsageError,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    protocol: str  # grpc | http
+    address: str  # host:port
+    ssl: bool = False
+
+    @classmethod
+    def parse(cls, url: str, protocol: str | None = None) -> Endpoint:
+        """``host:port`` (gRPC), ``grpc://host:port``, ``http://host:port`` or ``https://host:port``."""
+        parsed = urlparse(url if "://" in url else f"{protocol or 'grpc'}://{url}")
+        if parsed.scheme not in ("grpc", "grpcs", "http", "https") or not parsed.netloc:
+            raise UsageError(f"url: got {url!r}, expected host:port, grpc://host:port or http(s)://host:port")
+        scheme = "grpc" if parsed.scheme.startswith("grpc") else "http"
+        if protocol and protocol != scheme:
+            raise UsageError(f"url: {url!r} is {scheme}, but protocol {protocol!r} was asked for")
+        return cls(scheme, parsed.netloc, parsed.scheme in ("https", "grpcs"))
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    priority: int = 0
+    server_timeout_us: int | None = None  # queue timeout enforced by Triton (needs allow_timeout_override)
+    request_id: str = ""
+    sequence_id: int | str = 0
+    sequence_start: bool = False
+    sequence_end: bool = False
+    parameters: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def map_error(exc: BaseException, what: str) -> TritonClientError:
+    """tritonclient / network errors → tritonize errors, keeping Triton's message."""
+    if isinstance(exc, TritonClientError):
+        return exc
+    if isinstance(exc, InferenceServerException):
+        status = str(exc.status() or "").replace("StatusCode.", "")
+        message = f"{what}: {exc.message() or exc}"
+        if "not ready" in message:
+            return ModelNotReadyError(message, status)
+        if status in ("NOT_FOUND", "404") or "unknown model" in message:
+            return ModelNotFoundError(message, status)
+        if status in ("INVALID_ARGUMENT", "400"):
+            return InvalidInputError(message, status)
+        if status in ("UNAVAILABLE", "503") or "failed to connect" in message.lower():
+            return ServerUnavailableError(message, status)
+        if status in ("DEADLINE_EXCEEDED", "504") or "deadline exceeded" in message.lower():
+            return InferenceTimeoutError(message, status)
+        return ServerError(message, status)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or type(exc).__name__ == "Timeout":
+        return InferenceTimeoutError(f"{what}: timed out ({exc or type(exc).__name__})")
+    if isinstance(exc, OSError):  # refused, reset, DNS: includes aiohttp's connector errors
+        return ServerUnavailableError(f"{what}: {type(exc).__name__}: {exc}")
+    return ServerError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _ints(value: Any, numbers: bool = False) -> Any:
+    """gRPC's JSON writes int64 as strings: dims/shape become ints, and with ``numbers`` (statistics) every
+    digit string does."""
+    if isinstance(value, dict):
+        return {k: ([int(x) for x in v] if k in ("dims", "shape") else _ints(v, numbers)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v, numbers) for v in value]
+    if numbers and isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+class _Requests:
+    """Builds tritonclient request objects for one protocol module (grpc, http, or their aio twins)."""
+
+    def __init__(self, module: Any, protocol: str) -> None:
+        self.module = module
+        self.protocol = protocol
+
+    def inputs(self, arrays: Mapping[str, np.ndarray], shm: Mapping[str, tuple[str, int]] | None) -> list[Any]:
+        out = []
+        for name, array in arrays.items():
+            tensor = self.module.InferInput(name, list(array.shape), from_numpy(array.dtype).wire)
+            if shm and name in shm:
+                tensor.set_shared_memory(*shm[name])
+            else:
+                tensor.set_data_from_numpy(array)
+            out.append(tensor)
+        return out
+
+    def outputs(self, names: Sequence[str], shm: Mapping[str, tuple[str, int]] | None) -> list[Any]:
+        out = []
+        for name in names:
+            tensor = self.module.InferRequestedOutput(name)
+            if shm and name in shm:
+                tensor.set_shared_memory(*shm[name])
+            out.append(tensor)
+        return out
+
+    def infer_kwargs(self, model: str, version: str, inputs: list[Any], outputs: list[Any], options: RequestOptions,
+                     timeout_s: float | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(
+            model_name=model, inputs=inputs, model_version=version, outputs=outputs, request_id=options.request_id,
+            sequence_id=options.sequence_id, sequence_start=options.sequence_start,
+            sequence_end=options.sequence_end, priority=options.priority, timeout=options.server_timeout_us,
+            headers=dict(options.headers) or None, parameters=dict(options.parameters) if options.parameters else None,
+        )
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = timeout_s
+        return kwargs
+
+
+def _module(protocol: str, asynchronous: bool) -> Any:
+    if protocol == "grpc":
+        if asynchronous:
+            import tritonclient.grpc.aio as module
+        else:
+            import tritonclient.grpc as module
+    elif asynchronous:
+        import tritonclient.http.aio as module
+    else:
+        import tritonclient.http as module
+    return module
+
+
+def _client_kwargs(endpoint: Endpoint, timeout_s: float | None, options: Mapping[str, Any],
+                   asynchronous: bool) -> dict[str, Any]:
+    kwargs = dict(options)
+    if endpoint.ssl:
+        kwargs.setdefault("ssl", True)
+    if endpoint.protocol == "http" and not asynchronous and timeout_s is not None:
+        kwargs.setdefault("connection_timeout", timeout_s)
+        kwargs.setdefault("network_timeout", timeout_s)
+    if endpoint.protocol == "http" and asynchronous and timeout_s is not None:
+        kwargs.setdefault("conn_timeout", timeout_s)
+    return kwargs
+
+
+_JSON_METHODS = {"get_model_config", "get_model_metadata", "get_inference_statistics", "get_model_repository_index",
+                 "get_server_metadata", "get_system_shared_memory_status"}
+
+
+def _protocol_kwargs(protocol: str, method: str, kwargs: dict[str, Any], timeout_s: float | None) -> None:
+    """gRPC: JSON answers and a deadline on every call (HTTP has neither per call)."""
+    if protocol == "grpc":
+        if method in _JSON_METHODS:
+            kwargs.setdefault("as_json", True)
+        kwargs.setdefault("client_timeout", timeout_s)
+
+
+class SyncTransport:
+    """Blocking calls. Thread-safe: gRPC shares one client; HTTP gets one client per thread."""
+
+    def __init__(self, endpoint: Endpoint, timeout_s: float | None, options: Mapping[str, Any]) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.module = _module(endpoint.protocol, asynchronous=False)
+        self.requests = _Requests(self.module, endpoint.protocol)
+        self._kwargs = _client_kwargs(endpoint, timeout_s, options, asynchronous=False)
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        self._shared = self._new() if endpoint.protocol == "grpc" else None
+
+    def _new(self) -> Any:
+        client = self.module.InferenceServerClient(self.endpoint.address, **self._kwargs)
+        with self._lock:
+            self._clients.append(client)
+        return client
+
+    @property
+    def client(self) -> Any:
+        if self._shared is not None:
+            return self._shared
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._new()
+        return client
+
+    def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        _protocol_kwargs(self.endpoint.protocol, method, kwargs, self.timeout_s)
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise map_error(exc, what) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            with contextlib.suppress(Exception):  # closing is best effort
+                client.close()
+
+
+class AsyncTransport:
+    """asyncio calls on tritonclient's aio clients (one client; both are safe to share within a loop)."""
+
+    def __init__(self, endpoint: Endpoint, timeout_s: float | None, options: Mapping[str, Any]) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.module = _module(endpoint.protocol, asynchronous=True)
+        self.requests = _Requests(self.module, endpoint.protocol)
+        self.client = self.module.InferenceServerClient(
+            self.endpoint.address, **_client_kwargs(endpoint, timeout_s, options, asynchronous=True))
+
+    async def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        _protocol_kwargs(self.endpoint.protocol, method, kwargs, self.timeout_s)
+        try:
+            return await getattr(self.client, method)(*args, **kwargs)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                raise
+            raise map_error(exc, what) from exc
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def normalize(protocol: str, kind: str, value: Any) -> Any:
+    """Uniform JSON for config / metadata / index / statistics across protocols."""
+    if protocol == "grpc":
+        if kind == "config":
+            value = value.get("config", value)
+        elif kind == "index":
+            value = value.get("models", [])
+        return _ints(value, numbers=kind == "stats")
+    return value
