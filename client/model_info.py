@@ -122,7 +122,7 @@ class ModelInfo:
                 return array.astype(object) if array.dtype.kind != "O" else array
         elif array.dtype == expected:
             return array
-        elif cast and np.can_cast(array.dtype, expected, casting="same_kind" if cast is True else cast):
+        elif cast and np.can_cast(array.dtype, expected, casting="same_kind" if cast is True else cast):  # type: ignore[arg-type]
             return array.astype(expected)
         wanted = "bytes or str" if spec.dtype.is_string else f"{expected.name} ({spec.dtype.config})"
         rule = "same_kind" if cast is True else cast
