@@ -164,8 +164,8 @@ def _client_kwargs(endpoint: Endpoint, timeout_s: float | None, options: Mapping
     return kwargs
 
 
-_JSON_METHODS = {"get_model_config", "get_model_metadata", "get_inference_statistics", "get_model_repository_index",
-                 "get_server_metadata", "get_system_shared_memory_status"}
+# Answers wanted as JSON; statistics come as protobuf and are converted keeping zero counts (see normalize).
+_JSON_METHODS = {"get_model_config", "get_model_metadata", "get_model_repository_index", "get_server_metadata"}
 
 
 def _protocol_kwargs(protocol: str, method: str, kwargs: dict[str, Any], timeout_s: float | None) -> None:
@@ -246,8 +246,23 @@ class AsyncTransport:
         await self.client.close()
 
 
+def _message_dict(message: Any) -> dict[str, Any]:
+    """A protobuf message as JSON-like dict with zero values kept (gRPC's as_json drops them: a count of 0
+    would be missing)."""
+    from google.protobuf import json_format
+
+    try:
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+    except TypeError:  # protobuf < 5.26
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         including_default_value_fields=True)
+
+
 def normalize(protocol: str, kind: str, value: Any) -> Any:
     """Uniform JSON for config / metadata / index / statistics across protocols."""
+    if hasattr(value, "DESCRIPTOR"):
+        value = _message_dict(value)
     if protocol == "grpc":
         if kind == "config":
             value = value.get("config", value)

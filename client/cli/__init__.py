@@ -13,8 +13,10 @@ import click
 
 from ..errors import TritonizeError
 from .generate import add_build_command, add_check_command, add_export_command
+from .infer import add_infer_command
 from .quickstart import add_quickstart_command
 from .serve import add_serve_command
+from .stubs import add_client_stubs_command
 
 
 class _Group(click.Group):
@@ -43,4 +45,6 @@ add_export_command(main)
 add_build_command(main)
 add_check_command(main)
 add_serve_command(main)
+add_infer_command(main)
+add_client_stubs_command(main)
 add_quickstart_command(main)

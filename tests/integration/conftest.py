@@ -38,6 +38,8 @@ def _requests() -> list[ModelRequest]:
         ModelRequest("gpu", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",),
                      instance_groups=(InstanceGroup("gpu", 1),)),
         ModelRequest("broken", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",), inputs=features),
+        # a model the management tests unload and reload
+        ModelRequest("spare", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",)),
     ]
 
 
@@ -57,7 +59,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     _versioned(repo)
     config = repo / BROKEN / "config.pbtxt"
     config.write_text(config.read_text().replace("dims: [ 4 ]", "dims: [ 5 ]", 1))
-    with LocalTriton(repo, strict=False, log_file=tmp_path_factory.mktemp("logs") / "tritonserver.log") as server:
+    # explicit model control with every model loaded at start: the client tests may unload and load
+    with LocalTriton(repo, strict=False, model_control_mode="explicit", load_models=("*",),
+                     log_file=tmp_path_factory.mktemp("logs") / "tritonserver.log") as server:
         yield Served(server, repo, built)
 
 
