@@ -90,7 +90,8 @@ def _ints(value: Any, numbers: bool = False) -> Any:
     """gRPC's JSON writes int64 as strings: dims/shape become ints, and with ``numbers`` (statistics) every
     digit string does."""
     if isinstance(value, dict):
-        return {k: ([int(x) for x in v] if k in ("dims", "shape") else _ints(v, numbers)) for k, v in value.items()}
+        return {k: ([int(x) for x in v] if k in ("dims", "shape") else v if k in ("name", "version")
+                    else _ints(v, numbers)) for k, v in value.items()}
     if isinstance(value, list):
         return [_ints(v, numbers) for v in value]
     if numbers and isinstance(value, str) and value.isdigit():
