@@ -66,37 +66,30 @@ def held_out_samples() -> dict[str, tuple[list[dict[str, np.ndarray]], np.ndarra
     }
 
 
-def _infer_all(url: str, model: str, input_names: list[str], samples: list[dict[str, np.ndarray]],
+def _infer_all(url: str, model: str, samples: list[dict[str, np.ndarray]],
                concurrency: int) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(outputs, latencies ms, requests/s, average executed batch size) over gRPC, ``concurrency`` in flight."""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import np_to_triton_dtype
+    """(first output per sample, latencies ms, requests/s, average executed batch) with the typed client."""
+    from ..client import TritonClient
 
-    client = grpcclient.InferenceServerClient(url)
-    config = client.get_model_config(model, as_json=True)["config"]
-    output = config["output"][0]["name"]
+    with TritonClient(url) as triton:
+        client = triton.model(model)
+        output = client.info.outputs[0].name
 
-    def one(sample: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
-        inputs = []
-        for config_name, key in zip((i["name"] for i in config["input"]), input_names):
-            tensor = grpcclient.InferInput(config_name, list(sample[key].shape), np_to_triton_dtype(sample[key].dtype))
-            tensor.set_data_from_numpy(sample[key])
-            inputs.append(tensor)
+        def one(sample: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+            start = time.perf_counter()
+            result = client.infer(sample, outputs=[output])
+            return result[output][0], (time.perf_counter() - start) * 1e3
+
+        def counts() -> tuple[int, int]:
+            stats = triton.statistics(model)[0]
+            return int(stats["inference_count"]), int(stats["execution_count"])
+
+        before = counts()
         start = time.perf_counter()
-        result = client.infer(model, inputs)
-        return result.as_numpy(output)[0], (time.perf_counter() - start) * 1e3
-
-    def counts() -> tuple[int, int]:
-        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
-
-    before = counts()
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, samples))
-    elapsed = time.perf_counter() - start
-    after = counts()
-    client.close()
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(one, samples))
+        elapsed = time.perf_counter() - start
+        after = counts()
     executions = max(after[1] - before[1], 1)
     return (np.stack([r[0] for r in results]), np.array([r[1] for r in results]), len(samples) / elapsed,
             (after[0] - before[0]) / executions)
@@ -109,11 +102,10 @@ def evaluate(url: str, built: list[Any], concurrency: int) -> list[ArtifactResul
     for model in built:
         base = model.name.rsplit("_", 1)[0]
         inputs, labels = samples[base]
-        names = list(inputs[0])
         if base not in eager_cache:
             eager_cache[base] = np.stack([model.reference(sample)[0][0] for sample in inputs])
         eager = eager_cache[base]
-        got, latencies, rate, avg_batch = _infer_all(url, model.name, names, inputs, concurrency)
+        got, latencies, rate, avg_batch = _infer_all(url, model.name, inputs, concurrency)
         results.append(ArtifactResult(
             model.name, float(np.mean(eager.argmax(1) == labels)), float(np.mean(got.argmax(1) == labels)),
             float(np.mean(got.argmax(1) == eager.argmax(1))), float(np.abs(got - eager).max()), latencies, rate,
