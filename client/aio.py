@@ -18,11 +18,11 @@ import numpy as np
 
 from . import calls
 from .client import _OPTIONS, Outputs
-from .errors import InferenceTimeoutError, ModelNotFoundError, ModelNotReadyError, TritonClientError
+from .errors import ModelNotFoundError, ModelNotReadyError, TritonClientError
 from .model_info import ModelInfo
 from .retry import DEFAULT_RETRY, Attempts, RetryPolicy
 from .shared_memory import Region, RegionPool
-from .transport import AsyncTransport, Endpoint, RequestOptions, normalize
+from .transport import DEFAULT_OPTIONS, AsyncTransport, Endpoint, RequestOptions, normalize
 
 
 class AsyncTritonClient:
@@ -47,12 +47,7 @@ class AsyncTritonClient:
             kwargs.setdefault("headers", self.headers)
         while True:
             try:
-                if self.endpoint.protocol == "grpc":
-                    kwargs["client_timeout"] = attempts.remaining()
-                remaining = attempts.remaining()
-                return await asyncio.wait_for(self.transport.call(what, method, *args, **kwargs), remaining)
-            except asyncio.TimeoutError as exc:
-                raise calls_timeout(what, attempts) from exc
+                return await self.transport.call(what, method, *args, timeout_s=attempts.remaining(), **kwargs)
             except TritonClientError as exc:
                 await asyncio.sleep(attempts.delay_after(exc))
 
@@ -145,16 +140,13 @@ class AsyncTritonClient:
         await self.close()
 
 
-def calls_timeout(what: str, attempts: Attempts) -> TritonClientError:
-    return InferenceTimeoutError(f"{what}: no answer within the {attempts.budget:.1f} s deadline")
-
-
 class AsyncModelClient:
     """See ``ModelClient``; ``infer``, ``infer_sample`` and ``infer_batch`` are coroutines."""
 
     def __init__(self, client: AsyncTritonClient, info: ModelInfo) -> None:
         self.client = client
         self.info = info
+        self._options = RequestOptions(headers=client.headers) if client.headers else DEFAULT_OPTIONS
 
     @property
     def name(self) -> str:
@@ -170,11 +162,15 @@ class AsyncModelClient:
                     request_id: str = "", sequence_id: int | str = 0, sequence_start: bool = False,
                     sequence_end: bool = False, headers: Mapping[str, str] | None = None, **named: Any) -> Outputs:
         arrays = self.info.check_inputs(calls.merge_inputs(self.info, inputs, named), cast)
-        options = calls.request_options(self.client.headers, headers, priority=priority,
-                                        server_timeout_us=server_timeout_us, request_id=request_id,
-                                        sequence_id=sequence_id, sequence_start=sequence_start,
-                                        sequence_end=sequence_end, parameters=parameters)
-        return await self._send(arrays, self.info.output_names(outputs), options, timeout_s)
+        if priority or server_timeout_us is not None or parameters or request_id or sequence_id or sequence_start \
+                or sequence_end or headers:
+            options = calls.request_options(self.client.headers, headers, priority=priority,
+                                            server_timeout_us=server_timeout_us, request_id=request_id,
+                                            sequence_id=sequence_id, sequence_start=sequence_start,
+                                            sequence_end=sequence_end, parameters=parameters)
+        else:
+            options = self._options
+        return await self._send(arrays, self.info.output_names(outputs) if outputs else None, options, timeout_s)
 
     async def infer_sample(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs:
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTIONS}
@@ -185,8 +181,8 @@ class AsyncModelClient:
                           outputs: Sequence[str] | None = None, cast: bool | str = False,
                           timeout_s: float | None = None, **named: Any) -> Outputs:
         parts = calls.checked_chunks(self.info, calls.merge_inputs(self.info, inputs, named), cast)
-        names = self.info.output_names(outputs)
-        options = calls.request_options(self.client.headers, None)
+        names = self.info.output_names(outputs) if outputs else None
+        options = self._options
         gate = asyncio.Semaphore(max(1, max_concurrency or self.client.max_concurrency))
 
         async def one(part: dict[str, np.ndarray]) -> Outputs:
@@ -195,32 +191,36 @@ class AsyncModelClient:
 
         return calls.concat(await asyncio.gather(*(one(p) for p in parts)))
 
-    async def _send(self, arrays: dict[str, np.ndarray], names: list[str], options: RequestOptions,
+    async def _send(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
                     timeout_s: float | None) -> Outputs:
         client = self.client
-        attempts = Attempts(client.retry, timeout_s or client.timeout_s, f"infer {self.name}")
+        budget = timeout_s or client.timeout_s
+        start = time.monotonic()
+        try:
+            return await self._attempt(arrays, names, options, budget)
+        except TritonClientError as exc:
+            attempts = Attempts(client.retry, budget, f"infer {self.name}", start)
+            await asyncio.sleep(attempts.delay_after(exc))
         while True:
             try:
-                remaining = attempts.remaining()
-                return await asyncio.wait_for(self._attempt(arrays, names, options, remaining), remaining)
-            except asyncio.TimeoutError as exc:
-                raise calls_timeout(f"infer {self.name}", attempts) from exc
+                return await self._attempt(arrays, names, options, attempts.remaining())
             except TritonClientError as exc:
                 await asyncio.sleep(attempts.delay_after(exc))
 
-    async def _attempt(self, arrays: dict[str, np.ndarray], names: list[str], options: RequestOptions,
+    async def _attempt(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
                        timeout_s: float | None) -> Outputs:
         client = self.client
-        shm = calls.shm_plan(client.pool, self.info, arrays, names)
+        wanted = names or self.info.all_outputs
+        shm = calls.shm_plan(client.pool, self.info, arrays, wanted)
         try:
             if shm is not None:
                 await client._register(shm.new)
             requests = client.transport.requests
             tensors = requests.inputs(arrays, shm.inputs if shm else None)
-            wanted = requests.outputs(names, shm.outputs if shm else None)
-            kwargs = requests.infer_kwargs(self.name, self.info.version, tensors, wanted, options, timeout_s)
-            result = await client.transport.call(f"infer {self.name}", "infer", **kwargs)
-            out = calls.extract(result, names, shm, client.pool)
+            requested = requests.outputs(wanted, shm.outputs) if shm else requests.outputs(names, None)
+            kwargs = requests.infer_kwargs(self.name, self.info.version, tensors, requested, options, timeout_s)
+            result = await client.transport.call(f"infer {self.name}", "infer", timeout_s=timeout_s, **kwargs)
+            out = calls.extract(result, wanted, shm, client.pool)
         except BaseException:
             if shm is not None:
                 await client._unregister(shm.regions)

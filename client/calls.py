@@ -13,7 +13,11 @@ from .shared_memory import RegionPool, ShmPlan, output_sizes, plan, read_output
 from .transport import RequestOptions
 
 
-def merge_inputs(info: ModelInfo, inputs: Mapping[str, Any] | None, named: Mapping[str, Any]) -> dict[str, Any]:
+def merge_inputs(info: ModelInfo, inputs: Mapping[str, Any] | None, named: dict[str, Any]) -> Mapping[str, Any]:
+    if not inputs:
+        return named
+    if not named:
+        return inputs
     both = sorted(set(inputs or {}) & set(named))
     if both:
         raise InvalidInputError(f"input '{both[0]}' of model '{info.name}': given twice (in the dict and by name)")

@@ -21,7 +21,7 @@ from .errors import ModelNotFoundError, ModelNotReadyError, ServerUnavailableErr
 from .model_info import ModelInfo
 from .retry import DEFAULT_RETRY, Attempts, RetryPolicy
 from .shared_memory import Region, RegionPool
-from .transport import Endpoint, RequestOptions, SyncTransport, normalize
+from .transport import DEFAULT_OPTIONS, Endpoint, RequestOptions, SyncTransport, normalize
 
 Outputs = dict[str, NDArray[Any]]
 
@@ -173,6 +173,7 @@ class ModelClient:
     def __init__(self, client: TritonClient, info: ModelInfo) -> None:
         self.client = client
         self.info = info
+        self._options = RequestOptions(headers=client.headers) if client.headers else DEFAULT_OPTIONS
 
     @property
     def name(self) -> str:
@@ -189,11 +190,15 @@ class ModelClient:
               sequence_end: bool = False, headers: Mapping[str, str] | None = None, **named: Any) -> Outputs:
         """Run one request; inputs by name (a dict, keyword arguments, or both). Returns outputs by name."""
         arrays = self.info.check_inputs(calls.merge_inputs(self.info, inputs, named), cast)
-        options = calls.request_options(self.client.headers, headers, priority=priority,
-                                        server_timeout_us=server_timeout_us, request_id=request_id,
-                                        sequence_id=sequence_id, sequence_start=sequence_start,
-                                        sequence_end=sequence_end, parameters=parameters)
-        return self._send(arrays, self.info.output_names(outputs), options, timeout_s)
+        if priority or server_timeout_us is not None or parameters or request_id or sequence_id or sequence_start \
+                or sequence_end or headers:
+            options = calls.request_options(self.client.headers, headers, priority=priority,
+                                            server_timeout_us=server_timeout_us, request_id=request_id,
+                                            sequence_id=sequence_id, sequence_start=sequence_start,
+                                            sequence_end=sequence_end, parameters=parameters)
+        else:
+            options = self._options
+        return self._send(arrays, self.info.output_names(outputs) if outputs else None, options, timeout_s)
 
     def infer_sample(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs:
         """One sample without its batch dimension: added before sending, removed from the outputs."""
@@ -206,37 +211,46 @@ class ModelClient:
                     **named: Any) -> Outputs:
         """Any batch size: split by max_batch_size, sent concurrently (bounded), reassembled in order."""
         parts = calls.checked_chunks(self.info, calls.merge_inputs(self.info, inputs, named), cast)
-        names = self.info.output_names(outputs)
-        options = calls.request_options(self.client.headers, None)
+        names = self.info.output_names(outputs) if outputs else None
+        options = self._options
         workers = max(1, min(max_concurrency or self.client.max_concurrency, len(parts)))
         if workers == 1:
             return calls.concat([self._send(p, names, options, timeout_s) for p in parts])
         with ThreadPoolExecutor(workers) as pool:
             return calls.concat(list(pool.map(lambda p: self._send(p, names, options, timeout_s), parts)))
 
-    def _send(self, arrays: dict[str, np.ndarray], names: list[str], options: RequestOptions,
+    def _send(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
               timeout_s: float | None) -> Outputs:
+        """One request within its deadline, retried on errors that may pass (the retry state is only built
+        after a failure: this path is hot)."""
         client = self.client
-        attempts = Attempts(client.retry, timeout_s or client.timeout_s, f"infer {self.name}")
+        budget = timeout_s or client.timeout_s
+        start = time.monotonic()
+        try:
+            return self._attempt(arrays, names, options, budget)
+        except TritonClientError as exc:
+            attempts = Attempts(client.retry, budget, f"infer {self.name}", start)
+            time.sleep(attempts.delay_after(exc))
         while True:
             try:
                 return self._attempt(arrays, names, options, attempts.remaining())
             except TritonClientError as exc:
                 time.sleep(attempts.delay_after(exc))
 
-    def _attempt(self, arrays: dict[str, np.ndarray], names: list[str], options: RequestOptions,
+    def _attempt(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
                  timeout_s: float | None) -> Outputs:
         client = self.client
-        shm = calls.shm_plan(client.pool, self.info, arrays, names)
+        wanted = names or self.info.all_outputs
+        shm = calls.shm_plan(client.pool, self.info, arrays, wanted)
         try:
             if shm is not None:
                 client._register(shm.new)
             requests = client.transport.requests
             tensors = requests.inputs(arrays, shm.inputs if shm else None)
-            wanted = requests.outputs(names, shm.outputs if shm else None)
-            kwargs = requests.infer_kwargs(self.name, self.info.version, tensors, wanted, options, timeout_s)
+            requested = requests.outputs(wanted, shm.outputs) if shm else requests.outputs(names, None)
+            kwargs = requests.infer_kwargs(self.name, self.info.version, tensors, requested, options, timeout_s)
             result = client.transport.call(f"infer {self.name}", "infer", **kwargs)
-            out = calls.extract(result, names, shm, client.pool)
+            out = calls.extract(result, wanted, shm, client.pool)
         except BaseException:
             if shm is not None:  # a failed call gives its regions back to nobody
                 client._unregister(shm.regions)

@@ -6,6 +6,7 @@ config but ``BYTES`` on the wire and ``object`` in numpy.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,12 @@ def parse_data_type(name: str, field: str = "data_type") -> DataType:
     if found is None:
         raise SpecError(field, name, "one of " + ", ".join(sorted(_ALIASES)) + " (or a TYPE_* name)")
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def wire_type(dtype: np.dtype) -> str:
+    """The protocol name of a numpy dtype (cached: called for every tensor of every request)."""
+    return from_numpy(dtype).wire
 
 
 def from_numpy(dtype: np.dtype | type) -> DataType:

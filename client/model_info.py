@@ -77,11 +77,43 @@ class ModelInfo:
     def _inputs(self) -> dict[str, TensorInfo]:
         return {t.name: t for t in self.inputs}
 
+    @cached_property
+    def _plain(self) -> tuple[tuple[str, np.dtype, int, tuple[tuple[int, int], ...]], ...] | None:
+        """(name, dtype, rank, fixed (axis, size) pairs) per input, when every input is required and numeric:
+        what a well-formed call can be checked against with a few comparisons."""
+        if any(t.optional or t.dtype.is_string for t in self.inputs):
+            return None
+        offset = 1 if self.batching else 0
+        return tuple((t.name, t.dtype.numpy, len(t.dims) + offset,
+                      tuple((i + offset, d) for i, d in enumerate(t.dims) if d != -1)) for t in self.inputs)
+
+    def _well_formed(self, given: Mapping[str, Any]) -> bool:
+        """The common case, checked cheaply: exact names, ndarray of the exact dtype, dims and batch fit."""
+        plain = self._plain
+        if plain is None or len(given) != len(plain):
+            return False
+        batch = -1
+        for name, dtype, rank, fixed in plain:
+            array = given.get(name)
+            if type(array) is not np.ndarray or array.dtype != dtype or array.ndim != rank:
+                return False
+            shape = array.shape
+            for axis, size in fixed:
+                if shape[axis] != size:
+                    return False
+            if self.batching:
+                if batch not in (-1, shape[0]):
+                    return False
+                batch = shape[0]
+        return not self.batching or 0 < batch <= self.max_batch_size
+
     def check_inputs(self, given: Mapping[str, Any], cast: bool | str = False) -> dict[str, np.ndarray]:
         """Arrays ready to send: names, dtypes, ranks, dims and the batch size checked against the config.
         Dtypes must match exactly unless ``cast`` opts into a conversion: a numpy casting rule ("safe":
         int32 → int64; "same_kind": also float64 → float32), True meaning "same_kind". Raises
         InvalidInputError naming the input, what was expected and what was given."""
+        if self._well_formed(given):
+            return dict(given)
         known = self._inputs
         for name in given:
             if name not in known:
@@ -131,7 +163,11 @@ class ModelInfo:
         raise InvalidInputError(f"input '{spec.name}' of model '{self.name}': dtype {array.dtype.name}, expected "
                                 f"{wanted}{hint}")
 
+    @cached_property
+    def all_outputs(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
     def output_names(self, selected: Sequence[str] | None) -> list[str]:
         if not selected:
-            return [t.name for t in self.outputs]
+            return self.all_outputs
         return [self.output(name).name for name in selected]

@@ -33,12 +33,13 @@ DEFAULT_RETRY = RetryPolicy()
 class Attempts:
     """Deadline bookkeeping for one call: ``remaining()`` for each attempt, ``delay_after(exc)`` between them."""
 
-    def __init__(self, policy: RetryPolicy | None, timeout_s: float | None, what: str) -> None:
+    def __init__(self, policy: RetryPolicy | None, timeout_s: float | None, what: str,
+                 start: float | None = None) -> None:
         self.policy = policy
         self.what = what
         budget = timeout_s if timeout_s is not None else (policy.deadline_s if policy else math.inf)
         self.budget = budget
-        self.deadline = time.monotonic() + budget
+        self.deadline = (time.monotonic() if start is None else start) + budget
         self.attempt = 0
 
     def remaining(self) -> float | None:

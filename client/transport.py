@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from urllib.parse import urlparse
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from .datatypes import from_numpy
+from .datatypes import wire_type
 from .errors import (
     InferenceTimeoutError,
     InvalidInputError,
@@ -59,6 +60,9 @@ class RequestOptions:
     sequence_end: bool = False
     parameters: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+DEFAULT_OPTIONS = RequestOptions()
 
 
 def map_error(exc: BaseException, what: str) -> TritonClientError:
@@ -109,7 +113,7 @@ class _Requests:
     def inputs(self, arrays: Mapping[str, np.ndarray], shm: Mapping[str, tuple[str, int]] | None) -> list[Any]:
         out = []
         for name, array in arrays.items():
-            tensor = self.module.InferInput(name, list(array.shape), from_numpy(array.dtype).wire)
+            tensor = self.module.InferInput(name, list(array.shape), wire_type(array.dtype))
             if shm and name in shm:
                 tensor.set_shared_memory(*shm[name])
             else:
@@ -117,7 +121,10 @@ class _Requests:
             out.append(tensor)
         return out
 
-    def outputs(self, names: Sequence[str], shm: Mapping[str, tuple[str, int]] | None) -> list[Any]:
+    def outputs(self, names: Sequence[str] | None, shm: Mapping[str, tuple[str, int]] | None) -> list[Any] | None:
+        """Requested outputs; None (all of them, binary over HTTP too) when ``names`` is None."""
+        if names is None:
+            return None
         out = []
         for name in names:
             tensor = self.module.InferRequestedOutput(name)
@@ -126,14 +133,28 @@ class _Requests:
             out.append(tensor)
         return out
 
-    def infer_kwargs(self, model: str, version: str, inputs: list[Any], outputs: list[Any], options: RequestOptions,
-                     timeout_s: float | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = dict(
-            model_name=model, inputs=inputs, model_version=version, outputs=outputs, request_id=options.request_id,
-            sequence_id=options.sequence_id, sequence_start=options.sequence_start,
-            sequence_end=options.sequence_end, priority=options.priority, timeout=options.server_timeout_us,
-            headers=dict(options.headers) or None, parameters=dict(options.parameters) if options.parameters else None,
-        )
+    def infer_kwargs(self, model: str, version: str, inputs: list[Any], outputs: list[Any] | None,
+                     options: RequestOptions, timeout_s: float | None) -> dict[str, Any]:
+        """tritonclient's infer() arguments; only those that differ from its defaults (calls are hot)."""
+        kwargs: dict[str, Any] = {"model_name": model, "inputs": inputs}
+        if version:
+            kwargs["model_version"] = version
+        if outputs is not None:
+            kwargs["outputs"] = outputs
+        if options is not DEFAULT_OPTIONS:
+            if options.request_id:
+                kwargs["request_id"] = options.request_id
+            if options.sequence_id or options.sequence_start or options.sequence_end:
+                kwargs.update(sequence_id=options.sequence_id, sequence_start=options.sequence_start,
+                              sequence_end=options.sequence_end)
+            if options.priority:
+                kwargs["priority"] = options.priority
+            if options.server_timeout_us is not None:
+                kwargs["timeout"] = options.server_timeout_us
+            if options.headers:
+                kwargs["headers"] = dict(options.headers)
+            if options.parameters:
+                kwargs["parameters"] = dict(options.parameters)
         if self.protocol == "grpc":
             kwargs["client_timeout"] = timeout_s
         return kwargs
@@ -234,10 +255,18 @@ class AsyncTransport:
         self.client = self.module.InferenceServerClient(
             self.endpoint.address, **_client_kwargs(endpoint, timeout_s, options, asynchronous=True))
 
-    async def call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        _protocol_kwargs(self.endpoint.protocol, method, kwargs, self.timeout_s)
+    async def call(self, what: str, method: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        """gRPC enforces ``client_timeout`` itself; the HTTP client has no per-call deadline, so one is
+        put around the call (``asyncio.timeout`` where available: cheaper than ``wait_for``)."""
+        timeout_s = timeout_s if timeout_s is not None else self.timeout_s
+        _protocol_kwargs(self.endpoint.protocol, method, kwargs, timeout_s)
         try:
-            return await getattr(self.client, method)(*args, **kwargs)
+            if self.endpoint.protocol == "grpc" or timeout_s is None:
+                return await getattr(self.client, method)(*args, **kwargs)
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(timeout_s):
+                    return await getattr(self.client, method)(*args, **kwargs)
+            return await asyncio.wait_for(getattr(self.client, method)(*args, **kwargs), timeout_s)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
