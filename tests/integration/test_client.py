@@ -164,6 +164,7 @@ def test_async_client(served: Served, protocol: str) -> None:
     async def run() -> None:
         async with AsyncTritonClient(url(served, protocol)) as triton:
             assert await triton.is_live() and await triton.is_model_ready("two_heads_onnx")
+            assert not await triton.is_ready()  # strict readiness: broken_onnx did not load
             assert (await triton.server_metadata())["name"] == "triton"
             assert (await triton.model_metadata("two_heads_onnx"))["inputs"][1]["shape"] == [-1, -1]
             assert (await triton.model_config("two_heads_onnx"))["max_batch_size"] == 8
@@ -183,6 +184,12 @@ def test_async_client(served: Served, protocol: str) -> None:
             await triton.unload_model("spare_onnx")
             await triton.load_model("spare_onnx")
             await triton.wait_until_ready("spare_onnx", timeout_s=30)
+        shm = AsyncTritonClient(url(served, protocol), shared_memory="system")
+        got = await (await shm.model("two_heads_onnx")).infer(X)
+        np.testing.assert_array_equal(got["OUTPUT__0"], out["OUTPUT__0"])
+        assert shm.pool is not None and len(shm.pool.everything()) == 3
+        await shm.close()
+        assert shm.pool.everything() == []
 
     asyncio.run(run())
 

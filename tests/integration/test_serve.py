@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tritonize.client import TritonClient
 from tritonize.deploy.local import LocalTriton, ServerStartError, free_port, http_json
 
 CLI = [sys.executable, "-c", "from tritonize.client.cli import main; main()"]
@@ -83,3 +85,51 @@ def test_quickstart_from_a_clean_directory(tmp_path: Path) -> None:
     assert "[4/4] Stopping tritonserver" in proc.stderr
     assert (tmp_path / "model_repository" / "digits_onnx" / "config.pbtxt").is_file()
     assert took < 120
+    _example_stubs_type_check_and_serve(tmp_path)
+
+
+USAGE = """
+import numpy as np
+from numpy.typing import NDArray
+from tritonize.client import TritonClient
+from triton_models import DigitsOnnx, SequenceTorchscript, SequenceTorchscriptOutputs
+
+
+def classify(client: TritonClient, images: NDArray[np.float64]) -> int:
+    digits = DigitsOnnx(client)
+    out = digits.infer(image=images.astype(np.float32))
+    return int(out["logits"].argmax())
+
+
+def sequence(client: TritonClient) -> SequenceTorchscriptOutputs:
+    ids = np.ones((1, 5), np.int64)
+    return SequenceTorchscript(client).infer(ids=ids, mask=ids)
+"""
+
+
+def _example_stubs_type_check_and_serve(work: Path) -> None:
+    """Typed stubs for the example repository: mypy --strict accepts them (and a service using them), and
+    they call the live server."""
+    stubs = work / "triton_models.py"
+    subprocess.run([*CLI, "client-stubs", str(work / "model_repository"), "-o", str(stubs)], check=True,
+                   capture_output=True)
+    (work / "service.py").write_text(USAGE)
+    site = work / "site" / "tritonize"  # tritonize.client without the editable install's import hook
+    site.mkdir(parents=True)
+    (site / "client").symlink_to(Path(__file__).parents[2] / "client", target_is_directory=True)
+    check = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports=silent",
+                            "--python-executable", sys.executable, "--cache-dir", str(work / ".mypy"),
+                            "triton_models.py", "service.py"], cwd=work, capture_output=True, text=True,
+                           env={**os.environ, "MYPYPATH": str(work / "site")}, timeout=180)
+    assert check.returncode == 0, check.stdout
+    sys.path.insert(0, str(work))
+    try:
+        import service  # type: ignore[import-not-found]
+
+        with LocalTriton(work / "model_repository") as server, TritonClient(server.grpc_url) as client:
+            assert 0 <= service.classify(client, np.zeros((1, 1, 8, 8))) < 10
+            assert service.sequence(client)["OUTPUT__0"].shape == (1, 3)
+    finally:
+        sys.path.remove(str(work))
+        for name in ("service", "triton_models"):
+            sys.modules.pop(name, None)
