@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build import FormatOptions, ModelRequest
+from .build import ALL_FORMATS, INT8_FORMATS, FormatOptions, ModelRequest
 from .config_spec import DynamicBatching, InstanceGroup, Optimization, SequenceBatching, VersionPolicy
 from .errors import SpecError
 from .export import FORMATS
 from .io_spec import DeclaredTensor
+from .optimize import Quantization
 from .verify import DEFAULT_TOLERANCES, Tolerance
 
 if sys.version_info >= (3, 11):
@@ -113,15 +114,16 @@ def _version_policy(value: Any, where: str) -> VersionPolicy:
     raise SpecError(where, kind, "latest, all or specific")
 
 
-def _format_options(fmt: str, table: Mapping[str, Any], where: str) -> FormatOptions:
-    known = {"parameters", "tolerance", "optimization", "opset"}
+def _format_options(fmt: str, table: Mapping[str, Any], where: str, base: Path) -> FormatOptions:
+    known = {"parameters", "tolerance", "optimization", "accuracy_budget"}
+    known |= {"opset"} if fmt.startswith("onnx") else set()
+    known |= {"quantization"} if fmt in INT8_FORMATS else set()
     for key in table:
-        if key not in known or (key == "opset" and fmt != "onnx"):
-            raise SpecError(f"{where}.{key}", table[key], "one of the keys " + ", ".join(
-                sorted(known if fmt == "onnx" else known - {"opset"})))
+        if key not in known:
+            raise SpecError(f"{where}.{key}", table[key], "one of the keys " + ", ".join(sorted(known)))
     tolerance = None
     if "tolerance" in table:
-        merged = {**dataclasses.asdict(DEFAULT_TOLERANCES[fmt]), **table["tolerance"]}
+        merged = {**dataclasses.asdict(DEFAULT_TOLERANCES[INT8_FORMATS.get(fmt, fmt)]), **table["tolerance"]}
         tolerance = from_table(Tolerance, merged, f"{where}.tolerance")
     try:
         return FormatOptions(
@@ -129,6 +131,10 @@ def _format_options(fmt: str, table: Mapping[str, Any], where: str) -> FormatOpt
             parameters=_convert(table.get("parameters", {}), Mapping[str, str], f"{where}.parameters"),
             optimization=from_table(Optimization, table.get("optimization", {}), f"{where}.optimization"),
             opset=_convert(table.get("opset", FormatOptions.opset), int, f"{where}.opset"),
+            quantization=_quantization(table["quantization"], f"{where}.quantization", base)
+            if "quantization" in table else None,
+            accuracy_budget=_convert(table.get("accuracy_budget", FormatOptions.accuracy_budget), float,
+                                     f"{where}.accuracy_budget"),
         )
     except SpecError as exc:
         raise exc.within(where) from None
@@ -137,7 +143,7 @@ def _format_options(fmt: str, table: Mapping[str, Any], where: str) -> FormatOpt
 _MODEL_KEYS = {
     "source", "formats", "kwargs", "inputs", "outputs", "example_inputs", "max_batch_size", "dynamic_batching",
     "sequence_batching", "instance_group", "version", "version_policy", "warmup_batch_sizes", "response_cache",
-    "labels", "default_model_filename", "script", *FORMATS,
+    "labels", "default_model_filename", "script", "prune", "evaluation", *ALL_FORMATS,
 }
 
 
@@ -185,11 +191,23 @@ def model_request(name: str, table: Mapping[str, Any], base: Path, where: str) -
             labels=base / get("labels", str) if "labels" in table else None,
             default_model_filename=get("default_model_filename", str),
             script=get("script", bool, False),
-            format_options={fmt: _format_options(fmt, get(fmt, Mapping[str, Any]), f"{where}.{fmt}")
-                            for fmt in FORMATS if fmt in table},
+            prune=get("prune", float),
+            evaluation=_relative(get("evaluation", str), base),
+            format_options={fmt: _format_options(fmt, get(fmt, Mapping[str, Any]), f"{where}.{fmt}", base)
+                            for fmt in ALL_FORMATS if fmt in table},
         )
     except SpecError as exc:
         raise exc.within(where) from None
+
+
+def _quantization(table: Any, where: str, base: Path) -> Quantization:
+    q = from_table(Quantization, table, where)
+    return dataclasses.replace(q, calibration_data=_relative(q.calibration_data, base))
+
+
+def _relative(ref: str | None, base: Path) -> str | None:
+    """Files named in the spec are relative to it; ``module:function`` references stay as they are."""
+    return str(base / ref) if ref and ref.endswith(".npz") else ref
 
 
 def load_project(path: Path | str) -> Project:

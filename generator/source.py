@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,10 @@ class ModelBundle:
     output_names: list[str] | None = None
     sample_inputs: Callable[[int, int], Mapping[str, Any]] | None = None  # (batch_size, seed) -> inputs
     labels: list[str] | None = None  # class labels of the first output (Triton's label_filename)
+    # () -> (input batch by name, labels): the labeled set the INT8 / pruning accuracy gate evaluates on
+    evaluation: Callable[[], tuple[Mapping[str, Any], Any]] | None = None
+    # () -> input dicts to calibrate static INT8 quantization (representative, e.g. training data)
+    calibration: Callable[[], Iterable[Mapping[str, Any]]] | None = None
 
 
 @dataclass
@@ -55,6 +59,8 @@ class LoadedModel:
     output_keys: list[str] | None = None  # dict keys when forward returns a dict
     example_batch: dict[str, np.ndarray] = field(default_factory=dict)
     labels: list[str] | None = None
+    evaluation: Callable[[], tuple[Mapping[str, Any], Any]] | None = None
+    calibration: Callable[[], Iterable[Mapping[str, Any]]] | None = None
 
 
 def _import_callable(ref: str) -> Callable[..., Any]:
@@ -221,7 +227,8 @@ def _from_module(module: torch.nn.Module, bundle: ModelBundle, kind: str, digest
     inputs = infer_inputs(used, examples, declared, batching)
     samples = SampleFactory(inputs, batching, examples, bundle.sample_inputs)
     runner = TorchRunner(module, [i.name for i in inputs])
-    loaded = LoadedModel(kind, digest, batching, inputs, [], samples, runner, module=module, labels=bundle.labels)
+    loaded = LoadedModel(kind, digest, batching, inputs, [], samples, runner, module=module, labels=bundle.labels,
+                         evaluation=bundle.evaluation, calibration=bundle.calibration)
     if examples is not None:
         loaded.example_batch = {i.name: examples[i.name] for i in inputs}
     # Dict outputs: remember the keys so every runner returns them in one order.

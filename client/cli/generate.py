@@ -46,14 +46,18 @@ def _key_values(pairs: tuple[str, ...], option: str, parse_json: bool = False) -
 def _print_results(results: list[Any]) -> None:
     build = _generator("build")
     click.echo(build.report_table(results))
+    optimized = build.optimization_table(results)
+    if optimized:
+        click.echo("\n" + optimized)
 
 
 def add_export_command(group: click.Group) -> None:
     @group.command("export")
     @click.argument("source")
     @click.option("--name", required=True, help="Model name; each format becomes <name>_<format>.")
-    @click.option("--format", "formats", multiple=True, type=click.Choice(["onnx", "torchscript"]),
-                  help="Formats to export (default: both).")
+    @click.option("--format", "formats", multiple=True,
+                  type=click.Choice(["onnx", "torchscript", "onnx-int8", "torchscript-int8"]),
+                  help="Formats to export (default: onnx and torchscript).")
     @click.option("--repo", type=click.Path(path_type=Path), default=Path("model_repository"), show_default=True)
     @click.option("--max-batch-size", type=int, default=32, show_default=True, help="0: the model does not batch.")
     @click.option("--dynamic-batching/--no-dynamic-batching", default=False)
@@ -82,6 +86,17 @@ def add_export_command(group: click.Group) -> None:
     @click.option("--response-cache", is_flag=True)
     @click.option("--template-dir", type=click.Path(path_type=Path), default=None,
                   help="Directory whose Jinja2 templates override the built-in ones.")
+    @click.option("--prune", type=float, default=None, help="Zero this fraction of Linear/Conv weights (L1).")
+    @click.option("--quantization", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True,
+                  help="onnx-int8: dynamic (INT8 weights) or static (QDQ, calibrated activations).")
+    @click.option("--calibration", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+                  show_default=True)
+    @click.option("--calibration-data", default=None, help=".npz of inputs, or module:function yielding input dicts.")
+    @click.option("--per-channel", is_flag=True, help="onnx-int8: per-channel weight scales.")
+    @click.option("--accuracy-budget", type=float, default=1.0, show_default=True,
+                  help="Points of accuracy an INT8/pruned artifact may lose against FP32.")
+    @click.option("--evaluation", default=None,
+                  help="Labeled evaluation set: .npz (inputs + 'labels') or module:function -> (inputs, labels).")
     def export_command(source: str, name: str, formats: tuple[str, ...], repo: Path, max_batch_size: int,
                        dynamic_batching: bool, max_queue_delay_us: int | None, preferred_batch_size: tuple[int, ...],
                        instances: int | None, kind: str | None, gpus: str | None, version: int | None,
@@ -89,7 +104,9 @@ def add_export_command(group: click.Group) -> None:
                        example_inputs: Path | None, kwargs: tuple[str, ...], script: bool, opset: int | None,
                        atol: float | None, rtol: float | None, onnx_param: tuple[str, ...],
                        torchscript_param: tuple[str, ...], warmup_batch_size: tuple[int, ...], no_warmup: bool,
-                       labels: Path | None, response_cache: bool, template_dir: Path | None) -> None:
+                       labels: Path | None, response_cache: bool, template_dir: Path | None, prune: float | None,
+                       quantization: str, calibration: str, calibration_data: str | None, per_channel: bool,
+                       accuracy_budget: float, evaluation: str | None) -> None:
         """Export one model (a module:function callable, a .pt or an .onnx file) into a repository.
 
         \b
@@ -114,14 +131,23 @@ def add_export_command(group: click.Group) -> None:
             groups = (spec.InstanceGroup(kind or "auto", 1 if instances is None else instances, gpu_ids),)
         chosen = formats or ("onnx", "torchscript")
         options = {}
-        for fmt, params in (("onnx", onnx_param), ("torchscript", torchscript_param)):
+        optimize = _generator("optimize")
+        for fmt in chosen:
+            base_fmt = build.INT8_FORMATS.get(fmt, fmt)
             tol = None
             if atol is not None or rtol is not None:
-                base = verify.DEFAULT_TOLERANCES[fmt]
+                base = verify.DEFAULT_TOLERANCES[base_fmt]
                 tol = verify.Tolerance(base.atol if atol is None else atol, base.rtol if rtol is None else rtol,
                                        base.min_cosine, base.min_argmax_agreement)
-            options[fmt] = build.FormatOptions(tolerance=tol, parameters=_key_values(params, f"--{fmt}-param"),
-                                               opset=opset or build.DEFAULT_OPSET)
+            params = onnx_param if base_fmt == "onnx" else torchscript_param
+            q = None
+            if fmt in build.INT8_FORMATS:
+                q = optimize.Quantization(method=quantization if fmt == "onnx-int8" else "dynamic",
+                                          per_channel=per_channel, calibration=calibration,
+                                          calibration_data=calibration_data)
+            options[fmt] = build.FormatOptions(tolerance=tol, parameters=_key_values(params, f"--{base_fmt}-param"),
+                                               opset=opset or build.DEFAULT_OPSET, quantization=q,
+                                               accuracy_budget=accuracy_budget)
         request = build.ModelRequest(
             name=name, source=source, formats=chosen, kwargs=_key_values(kwargs, "--kwarg", parse_json=True),
             inputs=tuple(io_spec.DeclaredTensor.parse(i) for i in inputs),
@@ -131,8 +157,8 @@ def add_export_command(group: click.Group) -> None:
             if dynamic_batching else None,
             instance_groups=groups, version=version,
             warmup_batch_sizes=() if no_warmup else (warmup_batch_size or None),
-            response_cache=response_cache, labels=labels, script=script,
-            format_options={f: o for f, o in options.items() if f in chosen},
+            response_cache=response_cache, labels=labels, script=script, prune=prune, evaluation=evaluation,
+            format_options=options,
         )
         _print_results(build.build([request], repo, overwrite=overwrite, template_dir=template_dir, log=_log))
 

@@ -60,5 +60,9 @@ def build_digits_cnn(epochs: int = 8, seed: int = 0) -> ModelBundle:
         rows = np.random.default_rng(seed).choice(len(split.test_x), size=batch_size, replace=False)
         return {"image": split.test_x[rows]}
 
+    def calibration() -> list[dict[str, np.ndarray]]:  # training images: what static INT8 calibrates on
+        return [{"image": split.train_x[start : start + 32]} for start in range(0, 256, 32)]
+
     return ModelBundle(model, example_inputs={"image": torch.from_numpy(split.test_x[:2])},
-                       output_names=["logits"], sample_inputs=sample_inputs, labels=[str(d) for d in range(10)])
+                       output_names=["logits"], sample_inputs=sample_inputs, labels=[str(d) for d in range(10)],
+                       evaluation=lambda: ({"image": split.test_x}, split.test_y), calibration=calibration)

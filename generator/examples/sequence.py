@@ -93,8 +93,16 @@ def build_sequence_classifier(epochs: int = 6, seed: int = 0, train_size: int = 
         ids, mask, _ = make_task(batch_size, 10_000 + seed)
         return {"ids": ids, "mask": mask}
 
+    def evaluation() -> tuple[dict[str, np.ndarray], np.ndarray]:  # held out: a seed training never used
+        ids, mask, labels = make_task(500, seed=2026)
+        return {"ids": ids, "mask": mask}, labels
+
+    def calibration() -> list[dict[str, np.ndarray]]:
+        return [dict(zip(("ids", "mask"), make_task(32, seed + 1)[:2])) for seed in range(8)]
+
     example_ids, example_mask, _ = make_task(2, 12345)
     return ModelBundle(model, example_inputs={"ids": torch.from_numpy(example_ids),
                                               "mask": torch.from_numpy(example_mask)},
                        input_dims={"ids": [-1], "mask": [-1]}, output_names=["logits"],
-                       sample_inputs=sample_inputs, labels=["marker_1", "marker_2", "marker_3"])
+                       sample_inputs=sample_inputs, labels=["marker_1", "marker_2", "marker_3"],
+                       evaluation=evaluation, calibration=calibration)

@@ -1,0 +1,275 @@
+"""INT8 quantization and pruning, each measured against its FP32 parent before it may enter a repository.
+
+- ``onnx-int8``: onnxruntime ``quantize_dynamic`` (INT8 weights) or ``quantize_static`` (QDQ, INT8 weights and
+  activations, calibrated with MinMax / Entropy / Percentile on samples the user provides);
+- ``torchscript-int8``: ``torch.ao.quantization.quantize_dynamic`` on Linear/LSTM/GRU, then traced (CPU only);
+- pruning: L1 unstructured pruning of Linear/Conv weights, made permanent before export.
+
+The accuracy gate compares the optimized artifact with the FP32 eager model on a labeled evaluation set
+(accuracy drop in points, agreement, output error); without labels agreement is the gate. The speed and size
+report times both artifacts on this CPU (warmed up, median of repeats); INT8 slower than FP32 is a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import importlib
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ModelLoadError, SpecError, TritonizeError
+from .runners import Runner
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+MIN_CALIBRATION_SAMPLES = 32
+TORCH_QUANTIZABLE = {"Linear": torch.nn.Linear, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}
+
+
+class AccuracyError(TritonizeError):
+    """An optimized artifact lost more accuracy (or agreement) than its budget allows."""
+
+
+@dataclass(frozen=True)
+class Quantization:
+    method: str = "dynamic"  # onnx-int8: dynamic | static; torchscript-int8: dynamic
+    per_channel: bool = False
+    op_types: tuple[str, ...] = ()  # ONNX op types to quantize (empty: onnxruntime's default set)
+    nodes_to_exclude: tuple[str, ...] = ()
+    calibration: str = "minmax"  # static: minmax | entropy | percentile
+    calibration_samples: int = 128
+    calibration_data: str | None = None  # .npz of input arrays, or "module:function" yielding input dicts
+    modules: tuple[str, ...] = ("Linear", "LSTM", "GRU")  # torchscript-int8: module types to quantize
+
+    def __post_init__(self) -> None:
+        if self.method not in ("dynamic", "static"):
+            raise SpecError("quantization.method", self.method, "dynamic or static")
+        if self.calibration not in CALIBRATION_METHODS:
+            raise SpecError("quantization.calibration", self.calibration, "one of " + ", ".join(CALIBRATION_METHODS))
+        if isinstance(self.calibration_samples, bool) or self.calibration_samples < 1:
+            raise SpecError("quantization.calibration_samples", self.calibration_samples, "an integer >= 1")
+        for name in self.modules:
+            if name not in TORCH_QUANTIZABLE:
+                raise SpecError("quantization.modules", name, "Linear, LSTM or GRU")
+        object.__setattr__(self, "op_types", tuple(self.op_types))
+        object.__setattr__(self, "nodes_to_exclude", tuple(self.nodes_to_exclude))
+        object.__setattr__(self, "modules", tuple(self.modules))
+
+
+@dataclass
+class OptimizationReport:
+    artifact: str
+    technique: str  # e.g. "onnx int8 static (QDQ, minmax, 128 samples)", "pruned 50%"
+    parent: str  # what it is compared with
+    accuracy_fp32: float | None
+    accuracy: float | None
+    accuracy_drop_points: float | None
+    agreement: float
+    max_abs_diff: float
+    mean_abs_diff: float
+    evaluated_on: str
+    latency_ms: dict[str, dict[str, float]]  # batch -> {"fp32": ms, "optimized": ms}
+    speedup: dict[str, float]
+    size_bytes: dict[str, int]  # fp32, optimized
+    size_ratio: float
+    gzip_size_ratio: float
+    sparsity: float | None = None
+    batch_invariance_max_abs: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- pruning ------------------------------------------------------------------------------------------------
+
+
+def prune_module(module: torch.nn.Module, amount: float) -> tuple[torch.nn.Module, float]:
+    """A copy with ``amount`` of every Linear/Conv weight zeroed by L1 magnitude, made permanent; and the
+    resulting sparsity of those weights."""
+    from torch.nn.utils import prune
+
+    if not 0 < amount < 1:
+        raise SpecError("prune", amount, "a fraction in (0, 1) of Linear/Conv weights to zero")
+    pruned = copy.deepcopy(module)
+    layers = [m for m in pruned.modules() if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))]
+    if not layers:
+        raise SpecError("prune", amount, "a model with Linear or Conv layers (it has none)")
+    for layer in layers:
+        prune.l1_unstructured(layer, "weight", amount=amount)
+        prune.remove(layer, "weight")
+    zeros = sum(int((layer.weight == 0).sum()) for layer in layers)
+    total = sum(layer.weight.numel() for layer in layers)
+    return pruned.eval(), zeros / total
+
+
+# --- quantization -------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Quantization APIs print deprecation notes and advice on the root logger; keep the build's output ours."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_torch_module(module: torch.nn.Module, q: Quantization) -> torch.nn.Module:
+    """Dynamic INT8 (weights INT8, activations quantized on the fly) of the chosen module types; CPU only."""
+    if q.method != "dynamic":
+        raise SpecError("torchscript-int8.quantization.method", q.method, "dynamic (TorchScript INT8 is dynamic)")
+    types = {TORCH_QUANTIZABLE[name] for name in q.modules}
+    if not any(isinstance(m, tuple(types)) for m in module.modules()):
+        raise SpecError("torchscript-int8", "no " + "/".join(q.modules) + " layers",
+                        "a model with layers dynamic quantization applies to (use onnx-int8 for convolutions)")
+    with _quiet():
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), types, dtype=torch.qint8).eval()
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over a list of input dicts."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # some calibrators call it
+        pass
+
+
+def quantize_onnx(fp32: Path, out: Path, q: Quantization, calibration: list[dict[str, np.ndarray]]) -> str:
+    """Write the INT8 model; return a description of what was done."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    common: dict[str, Any] = {"per_channel": q.per_channel, "op_types_to_quantize": list(q.op_types) or None,
+                              "nodes_to_exclude": list(q.nodes_to_exclude) or None, "weight_type": QuantType.QInt8}
+    source = fp32.with_name("preprocessed.onnx")
+    with _quiet():
+        try:  # onnxruntime's recommended pre-processing: shape inference and graph optimization
+            quant_pre_process(str(fp32), str(source))
+        except Exception:
+            source = fp32
+        if q.method == "dynamic":
+            quantize_dynamic(str(source), str(out), **common)
+            return f"onnxruntime dynamic INT8{' per-channel' if q.per_channel else ''}"
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[q.calibration]
+        quantize_static(str(source), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, calibrate_method=method, **common)
+    samples = sum(len(next(iter(b.values()))) for b in calibration)
+    return f"onnxruntime static INT8 (QDQ, {q.calibration}, {samples} calibration samples)"
+
+
+def load_npz(path: str, field_name: str) -> dict[str, np.ndarray]:
+    if not Path(path).is_file():
+        raise SpecError(field_name, path, "an existing .npz file of arrays by input name")
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def call_ref(ref: str, field_name: str) -> Any:
+    """Call ``module:function`` (no arguments) and return what it returns."""
+    module_name, _, attr = ref.rpartition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise SpecError(field_name, ref, "an .npz file or an importable 'module:function'") from None
+    try:
+        return fn()
+    except Exception as exc:
+        raise ModelLoadError(f"{field_name} {ref!r} raised {type(exc).__name__}: {exc}") from exc
+
+
+def load_samples(ref: str) -> Iterable[Mapping[str, Any]]:
+    """Calibration input dicts from an .npz (one batch of arrays by input name) or a ``module:function``
+    returning an iterable of input dicts."""
+    if ref.endswith(".npz"):
+        return [load_npz(ref, "calibration_data")]
+    return list(call_ref(ref, "calibration_data"))
+
+
+def calibration_batches(source: Iterable[Mapping[str, Any]], input_names: list[str], wanted: int,
+                        log: Callable[[str], None], label: str) -> list[dict[str, np.ndarray]]:
+    """Batches of about ``wanted`` samples in total; a warning when there are too few to calibrate."""
+    batches, count = [], 0
+    for raw in source:
+        batch = {n: np.asarray(raw[n].detach().numpy() if hasattr(raw[n], "detach") else raw[n])
+                 for n in input_names}
+        batches.append(batch)
+        count += len(next(iter(batch.values())))
+        if count >= wanted:
+            break
+    if count < MIN_CALIBRATION_SAMPLES:
+        log(f"[{label}] warning: {count} calibration samples (fewer than {MIN_CALIBRATION_SAMPLES}): activation "
+            "ranges may not represent real inputs")
+    return batches
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+
+def run_in_chunks(runner: Runner, inputs: Mapping[str, np.ndarray], chunk: int) -> np.ndarray:
+    """The first output over a large batch, run ``chunk`` samples at a time."""
+    total = len(next(iter(inputs.values())))
+    parts = [runner({k: v[s : s + chunk] for k, v in inputs.items()})[0] for s in range(0, total, max(chunk, 1))]
+    return np.concatenate(parts)
+
+
+def latency_ms(runner: Runner, batch: Mapping[str, np.ndarray], repeats: int = 30) -> float:
+    for _ in range(3):
+        runner(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(batch)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(statistics.median(times))
+
+
+def file_sizes(fp32: Path, optimized: Path) -> tuple[dict[str, int], float, float]:
+    a, b = fp32.read_bytes(), optimized.read_bytes()
+    zipped = len(gzip.compress(b, 6, mtime=0)) / len(gzip.compress(a, 6, mtime=0))
+    return {"fp32": len(a), "optimized": len(b)}, len(b) / len(a), zipped
+
+
+def accuracy_gate(artifact: str, fp32: np.ndarray, optimized: np.ndarray, labels: np.ndarray | None,
+                  budget_points: float, hint: str) -> dict[str, float | None]:
+    """Accuracy (argmax vs labels), agreement with FP32 and output error; AccuracyError past the budget."""
+    fp32_pred, opt_pred = fp32.argmax(-1), optimized.argmax(-1)
+    agreement = float(np.mean(fp32_pred == opt_pred))
+    diff = np.abs(fp32.astype(np.float64) - optimized)
+    result: dict[str, float | None] = {"agreement": agreement, "max_abs_diff": float(diff.max()),
+                                       "mean_abs_diff": float(diff.mean()), "accuracy_fp32": None,
+                                       "accuracy": None, "accuracy_drop_points": None}
+    if labels is not None:
+        acc_fp32, acc = float(np.mean(fp32_pred == labels)), float(np.mean(opt_pred == labels))
+        drop = (acc_fp32 - acc) * 100
+        result.update(accuracy_fp32=acc_fp32, accuracy=acc, accuracy_drop_points=drop)
+        if drop > budget_points:
+            raise AccuracyError(f"accuracy gate: {artifact} accuracy {acc:.2%} vs FP32 {acc_fp32:.2%}: drop "
+                                f"{drop:.2f} points > budget {budget_points:g} (agreement {agreement:.1%}); "
+                                f"{hint}")
+    elif (1 - agreement) * 100 > budget_points:
+        raise AccuracyError(f"accuracy gate: {artifact} agrees with FP32 on {agreement:.1%} of samples: "
+                            f"{(1 - agreement) * 100:.2f} points > budget {budget_points:g} (no labels: agreement "
+                            f"is the gate); {hint}")
+    return result
