@@ -392,7 +392,7 @@ def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel
                    "config_outputs": dict(zip(artifact.output_names, (o.name for o in loaded.outputs))),
                    "tracer_warnings": artifact.warnings},
         "verification": report.as_dict(),
-        "optimization": optimization.as_dict() if optimization else None,
+        "optimization": optimization.recorded() if optimization else None,
         "request": _jsonable(req),
         "environment": environment(),
     }

@@ -90,6 +90,11 @@ class OptimizationReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def recorded(self) -> dict[str, Any]:
+        """What the manifest keeps: everything but timings, which describe this machine at this moment and
+        would make rebuilds of the same inputs differ (they are printed instead)."""
+        return {k: v for k, v in self.as_dict().items() if k not in ("latency_ms", "speedup", "warnings")}
+
 
 # --- pruning ------------------------------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ def evaluate(url: str, built: list[Any], concurrency: int) -> list[ArtifactResul
     eager_cache: dict[str, np.ndarray] = {}
     results = []
     for model in built:
-        base = model.name.rsplit("_", 1)[0]
+        base = model.name.split("_", 1)[0]
         inputs, labels = samples[base]
         if base not in eager_cache:
             eager_cache[base] = np.stack([model.reference(sample)[0][0] for sample in inputs])
@@ -123,7 +123,8 @@ def results_table(results: list[ArtifactResult], concurrency: int) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join([*lines, f"(one request per held-out sample over gRPC, {concurrency} in flight; avg batch = "
-                      "inferences / executions from Triton's statistics: the dynamic batcher at work)"])
+                      "inferences / executions from Triton's statistics: the dynamic batcher at work; *_int8 are "
+                      "compared with the FP32 eager model)"])
 
 
 def add_quickstart_command(group: click.Group) -> None:
@@ -161,7 +162,8 @@ def add_quickstart_command(group: click.Group) -> None:
             steps.start("Stopping tritonserver")
         steps.done()
         click.echo(results_table(results, concurrency))
-        disagree = [r.model for r in results if r.agreement < 1.0]
+        # FP32 artifacts must agree with eager PyTorch on every sample; INT8 ones within their accuracy budget
+        disagree = [r.model for r in results if r.agreement < (0.99 if "int8" in r.model else 1.0)]
         if disagree:
             raise TritonizeError(f"Triton and eager predictions disagree for {', '.join(disagree)}")
         click.echo(f"\nThe repository is in {repo}/: serve it with `tritonize serve {repo}`, "

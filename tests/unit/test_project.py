@@ -23,7 +23,9 @@ def test_example_spec() -> None:
     assert project.repository == ROOT / "model_repository" / "."
     digits, sequence = project.models
     assert (digits.name, digits.formats, digits.max_batch_size, digits.version) == (
-        "digits", ("onnx", "torchscript"), 64, 1)
+        "digits", ("onnx", "torchscript", "onnx-int8"), 64, 1)
+    quantization = digits.options("onnx-int8").quantization
+    assert quantization is not None and quantization.method == "static"
     assert digits.dynamic_batching is not None and digits.dynamic_batching.max_queue_delay_microseconds == 500
     assert [(g.kind, g.count) for g in digits.instance_groups] == [("KIND_GPU", 1)]
     assert digits.options("onnx").parameters == {"intra_op_thread_count": "1", "inter_op_thread_count": "1"}
