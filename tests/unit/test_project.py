@@ -96,3 +96,17 @@ def test_spec_errors_name_the_path(tmp_path: Path, text: str, field: str) -> Non
         load_project(write(tmp_path, text))
     assert info.value.field.startswith(field) or field in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_readme_spec_is_valid(tmp_path: Path) -> None:
+    """The annotated tritonize.toml in the README loads: documentation that cannot rot silently."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index('repository = "."')
+    spec = readme[start : readme.index("```", start)]
+    for name in ("labels.txt",):
+        (tmp_path / name).write_text("\n".join(str(i) for i in range(10)) + "\n")
+    (m,) = load_project(write(tmp_path, spec)).models
+    assert m.formats == ("onnx", "torchscript", "onnx-int8") and m.prune == 0.3
+    q = m.options("onnx-int8").quantization
+    assert q is not None and q.calibration == "entropy" and q.calibration_data == str(tmp_path / "calib.npz")
+    assert m.options("onnx").optimization.tensorrt is not None
