@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..errors import TritonizeError
+from .bench import add_bench_command
 from .generate import add_build_command, add_check_command, add_export_command
 from .infer import add_infer_command
 from .quickstart import add_quickstart_command
@@ -47,4 +48,5 @@ add_check_command(main)
 add_serve_command(main)
 add_infer_command(main)
 add_client_stubs_command(main)
+add_bench_command(main)
 add_quickstart_command(main)

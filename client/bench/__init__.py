@@ -1,0 +1,1 @@
+"""tritonize.client.bench: measure a served model under load (built-in generator or perf_analyzer) and gate an SLA."""

@@ -1,0 +1,136 @@
+"""``run_benchmark``: one served model, several load levels, one engine, one result format, Triton's metrics."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ..client import TritonClient
+from ..errors import UsageError
+from ..transport import Endpoint
+from . import metrics as prometheus
+from .loadgen import Target
+from .measure import Settings, make_inputs, measure_level
+from .results import LevelResult
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    model: str
+    url: str = "localhost:8001"
+    protocol: str | None = None
+    version: str = ""
+    mode: str = "concurrency"  # concurrency | request_rate
+    levels: tuple[float, ...] = (1.0,)
+    distribution: str = "constant"  # request_rate: constant | poisson
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    input_data: str = "random"  # random | zero | an .npz of arrays by input name
+    settings: Settings = field(default_factory=Settings)
+    engine: str = "auto"  # auto (perf_analyzer when on PATH) | builtin | perf_analyzer
+    shared_memory: str = "none"  # perf_analyzer only
+    metrics_url: str | None = None  # default: the server's host, port 8002
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("concurrency", "request_rate"):
+            raise UsageError(f"mode: got {self.mode!r}, expected concurrency or request_rate")
+        if not self.levels or any(level <= 0 for level in self.levels):
+            raise UsageError(f"levels: got {list(self.levels)}, expected positive numbers")
+        if self.mode == "concurrency" and any(level != int(level) for level in self.levels):
+            raise UsageError(f"--concurrency: got {list(self.levels)}, expected whole numbers")
+        if self.distribution not in ("constant", "poisson"):
+            raise UsageError(f"--distribution: got {self.distribution!r}, expected constant or poisson")
+        if self.engine not in ("auto", "builtin", "perf_analyzer"):
+            raise UsageError(f"--engine: got {self.engine!r}, expected auto, builtin or perf_analyzer")
+
+
+@dataclass
+class BenchResult:
+    engine: str
+    rows: list[LevelResult]
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    server: dict[str, Any]
+
+
+def default_metrics_url(url: str, protocol: str | None) -> str:
+    host = urlparse(f"//{Endpoint.parse(url, protocol).address}").hostname or "localhost"
+    return f"http://{host}:8002/metrics"
+
+
+def _engine(request: BenchRequest) -> str:
+    if request.engine != "auto":
+        return request.engine
+    from .perf_analyzer import find_perf_analyzer
+
+    return "perf_analyzer" if find_perf_analyzer() else "builtin"
+
+
+def run_benchmark(request: BenchRequest, progress: Callable[[str], None] = lambda _: None) -> BenchResult:
+    engine = _engine(request)
+    if engine == "builtin" and request.shared_memory != "none":
+        raise UsageError("--shared-memory: only with --engine perf_analyzer (the built-in generator sends tensors "
+                         "in the request)")
+    metrics_url = request.metrics_url or default_metrics_url(request.url, request.protocol)
+    with TritonClient(request.url, protocol=request.protocol) as client:
+        client.wait_until_ready(request.model, request.version, timeout_s=60)
+        info = client.model(request.model, request.version).info
+        config = client.model_config(request.model, request.version)
+        server = client.server_metadata()
+        before = prometheus.scrape(metrics_url)
+        run = _builtin if engine == "builtin" else _perf_analyzer
+        rows = run(request, client, info, progress)
+        after = prometheus.scrape(metrics_url)
+    return BenchResult(engine, rows, prometheus.summarize(before, after, request.model), config, server)
+
+
+Progress = Callable[[str], None]
+
+
+def _builtin(request: BenchRequest, client: TritonClient, info: Any, progress: Progress) -> list[LevelResult]:
+    inputs = make_inputs(info, request.settings.batch_size, request.shapes, request.input_data)
+    endpoint = client.endpoint
+    target = Target(f"{endpoint.protocol}://{endpoint.address}", endpoint.protocol, request.model, request.version,
+                    inputs, request.mode, request.distribution)
+    return [measure_level(target, level, request.settings, client, progress) for level in request.levels]
+
+
+def _perf_analyzer(request: BenchRequest, client: TritonClient, info: Any, progress: Progress) -> list[LevelResult]:
+    from .perf_analyzer import PerfAnalyzerOptions, run
+
+    s = request.settings
+    endpoint = Endpoint.parse(request.url, request.protocol)
+    options = PerfAnalyzerOptions(
+        model=request.model, url=endpoint.address, protocol=endpoint.protocol, mode=request.mode,
+        levels=tuple(request.levels), measurement_interval_ms=int(s.interval_s * 1000),
+        stability_percentage=round(s.stability * 100), max_trials=s.max_trials, percentile=s.percentile,
+        batch_size=s.batch_size, shapes=dict(request.shapes), input_data=request.input_data,
+        shared_memory=request.shared_memory, request_distribution=request.distribution,
+        model_version=request.version)
+    workdir = Path(tempfile.mkdtemp(prefix="tritonize-pa-"))
+    try:
+        progress(f"perf_analyzer: {request.mode} {', '.join(f'{x:g}' for x in request.levels)}")
+        result = run(options, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return list(result.rows)
+
+
+def table(rows: Sequence[LevelResult]) -> str:
+    """The printed summary: one line per level."""
+    level = "concurrency" if rows and rows[0].mode == "concurrency" else "rate/s"
+    header = (level, "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "avg ms", "queue ms", "compute ms",
+              "errors", "stable")
+    lines: list[tuple[str, ...]] = [header]
+    for r in rows:
+        compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
+        lines.append((f"{r.level:g}", f"{r.throughput:,.1f}",
+                      *(f"{r.percentiles_us[p] / 1e3:.2f}" for p in (50, 90, 95, 99)), f"{r.avg_us / 1e3:.2f}",
+                      f"{r.server_queue_us / 1e3:.2f}", f"{compute / 1e3:.2f}", str(r.errors),
+                      "yes" if r.stable else "NO"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)

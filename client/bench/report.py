@@ -1,0 +1,112 @@
+"""Reports of a benchmark run: JSON (machine-readable), Markdown, a PNG plot, and perf_analyzer's CSV."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .results import LevelResult, write_csv
+from .sla import GateResult
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    versions = {"python": platform.python_version()}
+    for dist in ("tritonize", "tritonclient", "numpy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "versions": versions}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1e3:.2f}"
+
+
+def markdown(model: str, engine: str, rows: Sequence[LevelResult], gates: Sequence[GateResult],
+             metrics: dict[str, Any], info: dict[str, Any]) -> str:
+    level = "concurrency" if rows and rows[0].mode == "concurrency" else "request rate (/s)"
+    lines = [f"# Benchmark: {model}", "",
+             f"{info['date']} · engine {engine} · {info['machine']['cpu']} ({info['machine']['cores']} cores) · "
+             f"server {info.get('server_version', '?')}", "",
+             f"| {level} | infer/s | p50 ms | p90 ms | p95 ms | p99 ms | avg ms | queue ms | compute ms | errors | "
+             "stable |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
+        p = r.percentiles_us
+        lines.append(f"| {r.level:g} | {r.throughput:,.1f} | {_ms(p[50])} | {_ms(p[90])} | "
+                     f"{_ms(p[95])} | {_ms(p[99])} | {_ms(r.avg_us)} | "
+                     f"{_ms(r.server_queue_us)} | {_ms(compute)} | {r.errors} | {'yes' if r.stable else 'no'} |")
+    if gates:
+        lines += ["", "| SLA | level | measured | limit | result |", "|---|---|---|---|---|"]
+        for g in gates:
+            parts = g.describe().split()
+            lines.append(f"| `{g.gate.text}` | {g.level:g} | {parts[-4]} | {parts[-2]} | "
+                         f"{'pass' if g.passed else '**FAIL**'} |")
+    if metrics.get("available"):
+        lines += ["", "Triton metrics over the run: " + ", ".join(
+            f"{k} {v:,.1f}" for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[LevelResult], path: Path, title: str) -> bool:
+    """Latency percentiles and throughput against load; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    levels = [r.level for r in rows]
+    fig, left = plt.subplots(figsize=(8, 4.5))
+    for p in (50, 90, 95, 99):
+        left.plot(levels, [r.percentiles_us[p] / 1e3 for r in rows], marker="o", label=f"p{p}")
+    left.set_xlabel("concurrency" if rows[0].mode == "concurrency" else "request rate (/s)")
+    left.set_ylabel("latency (ms)")
+    right = left.twinx()
+    right.plot(levels, [r.throughput for r in rows], color="black", linestyle="--", marker="s", label="infer/s")
+    right.set_ylabel("throughput (infer/s)")
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    labels = left.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
+    left.legend(handles, labels, loc="upper left")
+    left.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_reports(out: Path, model: str, engine: str, rows: Sequence[LevelResult], gates: Sequence[GateResult],
+                  metrics: dict[str, Any], config: dict[str, Any], server: dict[str, Any]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+            "server_version": server.get("version"), "model": model, "engine": engine,
+            "model_config_sha256": config_hash(config)}
+    report = {**info, "levels": [{k: v for k, v in asdict(r).items() if k != "latencies_us"} for r in rows],
+              "sla": [{"gate": g.gate.text, "level": g.level, "measured": g.measured, "limit": g.gate.limit,
+                       "passed": g.passed} for g in gates],
+              "metrics": metrics, "model_config": config}
+    written = [out / "report.json", out / "report.md", out / "results.csv"]
+    written[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
+    written[1].write_text(markdown(model, engine, rows, gates, metrics, info))
+    write_csv(rows, written[2])
+    if plot(rows, out / "latency_throughput.png", f"{model} ({engine})"):
+        written.append(out / "latency_throughput.png")
+    return written
