@@ -55,6 +55,7 @@ class BenchResult:
     metrics: dict[str, Any]
     config: dict[str, Any]
     server: dict[str, Any]
+    unmeasured: dict[float, str] = field(default_factory=dict)  # level -> why it has no row (perf_analyzer)
 
 
 def default_metrics_url(url: str, protocol: str | None) -> str:
@@ -82,10 +83,14 @@ def run_benchmark(request: BenchRequest, progress: Callable[[str], None] = lambd
         config = client.model_config(request.model, request.version)
         server = client.server_metadata()
         before = prometheus.scrape(metrics_url)
-        run = _builtin if engine == "builtin" else _perf_analyzer
-        rows = run(request, client, info, progress)
+        unmeasured: dict[float, str] = {}
+        if engine == "builtin":
+            rows = _builtin(request, client, info, progress)
+        else:
+            rows, unmeasured = _perf_analyzer(request, progress)
         after = prometheus.scrape(metrics_url)
-    return BenchResult(engine, rows, prometheus.summarize(before, after, request.model), config, server)
+    return BenchResult(engine, rows, prometheus.summarize(before, after, request.model), config, server,
+                       unmeasured)
 
 
 Progress = Callable[[str], None]
@@ -99,7 +104,9 @@ def _builtin(request: BenchRequest, client: TritonClient, info: Any, progress: P
     return [measure_level(target, level, request.settings, client, progress) for level in request.levels]
 
 
-def _perf_analyzer(request: BenchRequest, client: TritonClient, info: Any, progress: Progress) -> list[LevelResult]:
+def _perf_analyzer(request: BenchRequest, progress: Progress) -> tuple[list[LevelResult], dict[float, str]]:
+    """perf_analyzer writes no row for a level that does not stabilise and stops the sweep there: those
+    levels come back as ``unmeasured`` with the reason."""
     from .perf_analyzer import PerfAnalyzerOptions, run
 
     s = request.settings
@@ -117,7 +124,11 @@ def _perf_analyzer(request: BenchRequest, client: TritonClient, info: Any, progr
         result = run(options, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return list(result.rows)
+    unmeasured = {level: "did not stabilise" for level in result.unstable_levels}
+    unmeasured.update({level: "over the latency threshold" for level in result.over_latency_levels})
+    unmeasured.update({level: "not measured (the sweep stopped)" for level in result.unmeasured_levels
+                       if level not in unmeasured})
+    return list(result.rows), unmeasured
 
 
 def table(rows: Sequence[LevelResult]) -> str:
@@ -129,7 +140,8 @@ def table(rows: Sequence[LevelResult]) -> str:
     for r in rows:
         compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
         lines.append((f"{r.level:g}", f"{r.throughput:,.1f}",
-                      *(f"{r.percentiles_us[p] / 1e3:.2f}" for p in (50, 90, 95, 99)), f"{r.avg_us / 1e3:.2f}",
+                      *(f"{r.percentiles_us[p] / 1e3:.2f}" for p in (50, 90, 95, 99)),
+                      "n/a" if r.avg_us is None else f"{r.avg_us / 1e3:.2f}",
                       f"{r.server_queue_us / 1e3:.2f}", f"{compute / 1e3:.2f}", str(r.errors),
                       "yes" if r.stable else "NO"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

@@ -124,7 +124,7 @@ def _result(mode: str, level: float, windows: Sequence[_Window], before: _Window
         result.server_compute_output_us = _per_request_us(first, last, "compute_output")
         result.server_request_us = _per_request_us(first, last, "success")
         result.server_requests = last["success_count"] - first["success_count"]
-        result.network_us = max(result.avg_us - result.server_request_us - result.client_send_us
+        result.network_us = max((result.avg_us or 0.0) - result.server_request_us - result.client_send_us
                                 - result.client_recv_us, 0.0)
     return result
 

@@ -35,8 +35,8 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def _ms(us: float) -> str:
-    return f"{us / 1e3:.2f}"
+def _ms(us: float | None) -> str:
+    return "n/a" if us is None else f"{us / 1e3:.2f}"
 
 
 def markdown(model: str, engine: str, rows: Sequence[LevelResult], gates: Sequence[GateResult],

@@ -34,7 +34,7 @@ class LevelResult:
     level: float  # concurrent requests, or requests per second
     throughput: float  # inferences per second (requests × batch size)
     percentiles_us: dict[int, float]  # 50, 90, 95, 99 and any extra one asked for
-    avg_us: float = 0.0
+    avg_us: float | None = None  # perf_analyzer reports no average when --percentile is given
     client_send_us: float = 0.0
     network_us: float = 0.0
     server_queue_us: float = 0.0
@@ -83,8 +83,8 @@ def write_csv(rows: Sequence[LevelResult], path: Path) -> None:
             values = {LEVEL_COLUMN[mode]: _number(r.level), "Inferences/Second": f"{r.throughput:g}",
                       **{col: str(round(getattr(r, attr))) for col, attr in TIME_COLUMNS.items()},
                       **{f"p{p} latency": str(round(v)) for p, v in r.percentiles_us.items()},
-                      "Avg latency": str(round(r.avg_us)), "Errors": str(r.errors), "Requests": str(r.requests),
-                      "Stable": "yes" if r.stable else "no"}
+                      "Avg latency": "" if r.avg_us is None else str(round(r.avg_us)), "Errors": str(r.errors),
+                      "Requests": str(r.requests), "Stable": "yes" if r.stable else "no"}
             writer.writerow([values.get(c, "") for c in columns])
 
 
@@ -104,7 +104,8 @@ def read_csv(path: Path) -> list[LevelResult]:
             times = {attr: float(line[col]) for col, attr in TIME_COLUMNS.items() if line.get(col) not in ("", None)}
             row = LevelResult(
                 mode=mode, level=float(line[LEVEL_COLUMN[mode]]), throughput=float(line["Inferences/Second"]),
-                percentiles_us=percentiles, avg_us=float(line.get("Avg latency") or 0),
+                percentiles_us=percentiles,
+                avg_us=float(line["Avg latency"]) if line.get("Avg latency") else None,
                 requests=int(line.get("Requests") or 0), errors=int(line.get("Errors") or 0),
                 stable=(line.get("Stable") or "yes") != "no",
             )

@@ -52,6 +52,9 @@ class Gate:
         if self.metric == "errors":
             return row.error_rate
         if self.metric == "avg":
+            if row.avg_us is None:
+                raise UsageError(f"--sla {self.text!r}: no average was measured (perf_analyzer reports none with "
+                                 "--percentile); gate a percentile instead")
             return row.avg_us
         p = int(self.metric[1:])
         if p not in row.percentiles_us:

@@ -89,6 +89,8 @@ def add_bench_command(group: click.Group) -> None:
         )
         result = run_benchmark(request, progress=lambda line: click.echo(line, err=True))
         click.echo(table(result.rows))
+        for level, why in sorted(result.unmeasured.items()):
+            click.echo(f"level {level:g}: no result: perf_analyzer {why}", err=True)
         outcomes = sla.evaluate(gates, result.rows)
         if outcomes:
             click.echo("\n" + "\n".join(o.describe() for o in outcomes))
@@ -97,6 +99,9 @@ def add_bench_command(group: click.Group) -> None:
                                            result.config, result.server)
             click.echo(f"reports: {', '.join(str(p) for p in written)}", err=True)
         failed = [o for o in outcomes if not o.passed]
+        if gates and result.unmeasured:
+            click.echo(f"SLA not verified: {len(result.unmeasured)} level(s) have no result", err=True)
+            raise click.exceptions.Exit(1)
         if failed:
             click.echo(f"SLA missed: {len(failed)} of {len(outcomes)} gate(s) failed", err=True)
             raise click.exceptions.Exit(1)
