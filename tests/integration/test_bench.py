@@ -148,3 +148,33 @@ def test_cli_sla_exit_codes_and_reports(server: LocalTriton, tmp_path: Path) -> 
     assert failing.stdout.count("FAIL") == 2 and "SLA missed: 2 of 2" in failing.stderr
     usage = CliRunner().invoke(main, [*common, "--sla", "p99 under 20ms"])
     assert usage.exit_code == 2 and "--sla 'p99 under 20ms'" in usage.stderr
+
+
+FAKE_PERF_ANALYZER = """#!{python}
+import shutil, sys
+args = sys.argv[1:]
+print(open({out!r}).read())  # a recorded perf_analyzer run: levels 2 and 4 measured, 6 did not stabilise
+shutil.copy({csv!r}, args[args.index("-f") + 1])
+"""
+
+
+def test_cli_with_perf_analyzer_reports_unmeasured_levels(server: LocalTriton, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The perf_analyzer engine end to end (it cannot be installed here: a stand-in replays a recorded run)."""
+    import sys
+
+    fixtures = Path(__file__).parents[1] / "fixtures" / "perf_analyzer"
+    exe = tmp_path / "perf_analyzer"
+    exe.write_text(FAKE_PERF_ANALYZER.format(python=sys.executable, out=str(fixtures / "unstable.out"),
+                                             csv=str(fixtures / "unstable.csv")))
+    exe.chmod(0o755)
+    monkeypatch.setenv("TRITONIZE_PERF_ANALYZER", str(exe))
+    result = CliRunner().invoke(main, ["bench", "toy_onnx", "--url", server.grpc_url, "--concurrency", "2,4,6",
+                                       "--sla", "p99<=5ms", "--report", str(tmp_path / "report"),
+                                       "--metrics-url", server.metrics_url])
+    assert result.exit_code == 1, result.output
+    assert "level 6: no result: perf_analyzer did not stabilise" in result.stderr
+    assert "SLA not verified: 1 level(s) have no result" in result.stderr
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["engine"] == "perf_analyzer" and [r["level"] for r in report["levels"]] == [2, 4]
+    assert report["levels"][1]["percentiles_us"]["99"] == 1872
