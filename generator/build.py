@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import platform
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -39,8 +40,8 @@ from .optimize import (
     accuracy_gate,
     calibration_batches,
     call_ref,
+    compare_latency,
     file_sizes,
-    latency_ms,
     load_npz,
     load_samples,
     prune_module,
@@ -248,7 +249,22 @@ def cpu_variant(spec: ModelConfigSpec) -> ModelConfigSpec | None:
                                optimization=dataclasses.replace(spec.optimization, tensorrt=None))
 
 
-def _artifact(req: ModelRequest, fmt: str, loaded: LoadedModel, vdir: Path, scratch: Path,
+class _Fp32Exports:
+    """FP32 exports that INT8 quantizes and optimizations are compared with: made once per model and format
+    in a build, in the staging area's scratch space."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.done: dict[tuple[int, str, int, bool], Artifact] = {}
+
+    def get(self, loaded: LoadedModel, fmt: str, opset: int, script: bool) -> Artifact:
+        key = (id(loaded), fmt, opset, script)
+        if key not in self.done:
+            self.done[key] = export(loaded, fmt, self.root / str(len(self.done)), opset=opset, script=script)
+        return self.done[key]
+
+
+def _artifact(req: ModelRequest, fmt: str, loaded: LoadedModel, vdir: Path, fp32_exports: _Fp32Exports,
               log: Callable[[str], None]) -> Artifact:
     """Export ``fmt``; for an INT8 format, export FP32 and quantize it."""
     opts = req.options(fmt)
@@ -266,7 +282,7 @@ def _artifact(req: ModelRequest, fmt: str, loaded: LoadedModel, vdir: Path, scra
         artifact.method = f"int8 dynamic + {artifact.method}"
         log(f"[{req.model_name(fmt)}] quantized TorchScript runs on CPU only: instance group KIND_CPU")
         return artifact
-    fp32 = export(loaded, "onnx", scratch / "fp32", opset=opts.opset, script=req.script)
+    fp32 = fp32_exports.get(loaded, "onnx", opts.opset, req.script)
     batches: list[dict[str, np.ndarray]] = []
     if q.method == "static":
         source = (load_samples(q.calibration_data) if q.calibration_data else
@@ -308,11 +324,11 @@ def _evaluation_set(req: ModelRequest, loaded: LoadedModel) -> tuple[dict[str, n
 
 
 def _judge(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel, artifact: Artifact,
-           sparsity: float | None, scratch: Path, log: Callable[[str], None]) -> OptimizationReport:
+           sparsity: float | None, fp32_exports: _Fp32Exports, log: Callable[[str], None]) -> OptimizationReport:
     """Accuracy gate and speed/size report of an INT8 or pruned artifact against the FP32 model."""
     name, opts = req.model_name(fmt), req.options(fmt)
     base = INT8_FORMATS.get(fmt, fmt)
-    fp32 = export(parent, base, scratch / "parent", opset=opts.opset, script=req.script)
+    fp32 = fp32_exports.get(parent, base, opts.opset, req.script)
     inputs, labels, where = _evaluation_set(req, loaded)
     chunk = max(req.max_batch_size, 1)
     technique = artifact.details.get("quantization") or ""
@@ -329,7 +345,8 @@ def _judge(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel
     latency, speedup = {}, {}
     for size in sorted({1, req.max_batch_size} - {0}):
         batch = loaded.samples.batch(size, seed=77)
-        times = {"fp32": latency_ms(fp32.runner, batch), "optimized": latency_ms(artifact.runner, batch)}
+        fp32_ms, optimized_ms = compare_latency(fp32.runner, artifact.runner, batch)
+        times = {"fp32": fp32_ms, "optimized": optimized_ms}
         latency[str(size)] = times
         speedup[str(size)] = times["fp32"] / times["optimized"]
     sizes, ratio, zipped = file_sizes(fp32.path, artifact.path)
@@ -347,15 +364,14 @@ def _judge(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel
 
 
 def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel, sparsity: float | None,
-           version: int, stage: Path, template_dir: Path | None,
+           version: int, stage: Path, template_dir: Path | None, fp32_exports: _Fp32Exports,
            log: Callable[[str], None]) -> tuple[StagedModel, VerificationReport, OptimizationReport | None]:
     name = req.model_name(fmt)
     root = stage / name
     vdir = root / str(version)
-    scratch = stage / ".work" / name
     opts = req.options(fmt)
     log(f"[{name}] exporting {fmt}")
-    artifact = _artifact(req, fmt, loaded, vdir, scratch, log)
+    artifact = _artifact(req, fmt, loaded, vdir, fp32_exports, log)
     log(f"[{name}] verifying against the {loaded.kind} reference")
     tolerance = opts.tolerance or DEFAULT_TOLERANCES[INT8_FORMATS.get(fmt, fmt)]
     report = verify(name, loaded, artifact, tolerance, req.max_batch_size, gate=fmt not in INT8_FORMATS)
@@ -365,7 +381,7 @@ def _stage(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel
     optimization = None
     if fmt in INT8_FORMATS or sparsity is not None:
         log(f"[{name}] accuracy gate and speed against FP32")
-        optimization = _judge(req, fmt, loaded, parent, artifact, sparsity, scratch, log)
+        optimization = _judge(req, fmt, loaded, parent, artifact, sparsity, fp32_exports, log)
         optimization.batch_invariance_max_abs = report.batch_invariance_max_abs
     labels = _labels(req, loaded)
     model_files = ["config.pbtxt"]
@@ -431,14 +447,20 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
         raise SpecError("repo", str(repo), "a directory (or a path to create)")
     staged: list[tuple[StagedModel, VerificationReport, OptimizationReport | None]] = []
     references: dict[str, Runner] = {}
+    loads: dict[str, LoadedModel] = {}  # requests that differ only in formats/options share one load
     with staging_area(repo) as stage:
+        fp32_exports = _Fp32Exports(stage / ".work")
         for req in requests:
-            log(f"[{req.name}] loading {req.source}")
-            loaded = load_source(
-                req.source, max_batch_size=req.max_batch_size, declared_inputs={d.name: d for d in req.inputs},
-                output_names=list(req.output_names) if req.output_names else None, kwargs=req.kwargs,
-                example_file=req.example_inputs,
-            )
+            key = json.dumps([req.source, req.kwargs, req.max_batch_size, req.inputs, req.output_names,
+                              req.example_inputs], default=str, sort_keys=True)
+            if key not in loads:
+                log(f"[{req.name}] loading {req.source}")
+                loads[key] = load_source(
+                    req.source, max_batch_size=req.max_batch_size, declared_inputs={d.name: d for d in req.inputs},
+                    output_names=list(req.output_names) if req.output_names else None, kwargs=req.kwargs,
+                    example_file=req.example_inputs,
+                )
+            loaded = loads[key]
             parent, sparsity = loaded, None  # the FP32 model optimizations are judged against
             if req.prune:
                 loaded, sparsity = _pruned(loaded, req.prune)
@@ -447,7 +469,8 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                 references[req.model_name(fmt)] = loaded.reference
                 versions = existing_versions(repo / req.model_name(fmt))
                 version = req.version or (versions[-1] + 1 if versions else 1)
-                staged.append(_stage(req, fmt, loaded, parent, sparsity, version, stage, template_dir, log))
+                staged.append(_stage(req, fmt, loaded, parent, sparsity, version, stage, template_dir,
+                                     fp32_exports, log))
         shutil.rmtree(stage / ".work", ignore_errors=True)
         _check_staged(stage, [model for model, _, _ in staged], repo)
         actions = [plan(repo, model, overwrite) for model, _, _ in staged]

@@ -16,6 +16,7 @@ import copy
 import gzip
 import importlib
 import logging
+import os
 import statistics
 import time
 import warnings
@@ -160,28 +161,64 @@ class _Reader:
         pass
 
 
+DEFAULT_OP_TYPES = {
+    # dynamic: onnxruntime fuses quantize + integer GEMM for MatMul/Gemm; its ConvInteger is far slower than
+    # FP32 Conv on CPU (measured 0.08x on the digits CNN), so convolutions stay FP32 unless asked for
+    "dynamic": ("MatMul", "Gemm"),
+    # static (QDQ): around the GEMMs and convolutions only; Q/DQ pairs around every other op cost more than
+    # they save (benchmarks/results/int8.md)
+    "static": ("Conv", "MatMul", "Gemm"),
+}
+
+
+@contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """onnxruntime's shape inference writes temporary files into the current directory."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _preprocess(fp32: Path) -> tuple[Path, str]:
+    """onnxruntime's recommended pre-processing (shape inference, graph optimization); symbolic shape
+    inference fails on some graphs (e.g. variable sequence lengths), so it is retried without it."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = fp32.with_name("preprocessed.onnx")
+    with _working_directory(fp32.parent):
+        for skip_symbolic, what in ((False, "pre-processed"), (True, "pre-processed without symbolic shapes")):
+            try:
+                quant_pre_process(str(fp32), str(out), skip_symbolic_shape=skip_symbolic)
+                return out, what
+            except Exception as exc:
+                failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return fp32, f"not pre-processed ({failure})"
+
+
 def quantize_onnx(fp32: Path, out: Path, q: Quantization, calibration: list[dict[str, np.ndarray]]) -> str:
     """Write the INT8 model; return a description of what was done."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    common: dict[str, Any] = {"per_channel": q.per_channel, "op_types_to_quantize": list(q.op_types) or None,
+    op_types = q.op_types or DEFAULT_OP_TYPES[q.method]
+    common: dict[str, Any] = {"per_channel": q.per_channel, "op_types_to_quantize": list(op_types),
                               "nodes_to_exclude": list(q.nodes_to_exclude) or None, "weight_type": QuantType.QInt8}
-    source = fp32.with_name("preprocessed.onnx")
     with _quiet():
-        try:  # onnxruntime's recommended pre-processing: shape inference and graph optimization
-            quant_pre_process(str(fp32), str(source))
-        except Exception:
-            source = fp32
-        if q.method == "dynamic":
-            quantize_dynamic(str(source), str(out), **common)
-            return f"onnxruntime dynamic INT8{' per-channel' if q.per_channel else ''}"
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[q.calibration]
-        quantize_static(str(source), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, calibrate_method=method, **common)
+        source, prepared = _preprocess(fp32)
+        with _working_directory(fp32.parent):
+            if q.method == "dynamic":
+                quantize_dynamic(str(source), str(out), **common)
+                return (f"onnxruntime dynamic INT8{' per-channel' if q.per_channel else ''} of "
+                        f"{'/'.join(op_types)}, {prepared}")
+            method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                      "percentile": CalibrationMethod.Percentile}[q.calibration]
+            quantize_static(str(source), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt8, calibrate_method=method, **common)
     samples = sum(len(next(iter(b.values()))) for b in calibration)
-    return f"onnxruntime static INT8 (QDQ, {q.calibration}, {samples} calibration samples)"
+    return (f"onnxruntime static INT8 (QDQ, {q.calibration}, {samples} calibration samples) of "
+            f"{'/'.join(op_types)}, {prepared}")
 
 
 def load_npz(path: str, field_name: str) -> dict[str, np.ndarray]:
@@ -239,15 +276,20 @@ def run_in_chunks(runner: Runner, inputs: Mapping[str, np.ndarray], chunk: int) 
     return np.concatenate(parts)
 
 
-def latency_ms(runner: Runner, batch: Mapping[str, np.ndarray], repeats: int = 30) -> float:
-    for _ in range(3):
+def compare_latency(baseline: Runner, candidate: Runner, batch: Mapping[str, np.ndarray],
+                    budget_s: float = 1.0, max_pairs: int = 50) -> tuple[float, float]:
+    """Median ms of each, timed alternately (so machine noise hits both alike) within about ``budget_s``."""
+    for runner in (baseline, candidate, baseline, candidate):  # warm-up
         runner(batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runner(batch)
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(statistics.median(times))
+    times: tuple[list[float], list[float]] = ([], [])
+    order = ((baseline, times[0]), (candidate, times[1]))
+    deadline = time.perf_counter() + budget_s
+    while len(times[0]) < 5 or (len(times[0]) < max_pairs and time.perf_counter() < deadline):
+        for runner, bucket in order if len(times[0]) % 2 == 0 else order[::-1]:  # ABBA
+            start = time.perf_counter()
+            runner(batch)
+            bucket.append((time.perf_counter() - start) * 1e3)
+    return float(statistics.median(times[0])), float(statistics.median(times[1]))
 
 
 def file_sizes(fp32: Path, optimized: Path) -> tuple[dict[str, int], float, float]:

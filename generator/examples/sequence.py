@@ -19,7 +19,7 @@ from ._training import deterministic, train_classifier
 VOCAB = 32
 PAD = 0
 MARKERS = (1, 2, 3)  # the class is the marker that occurs most often
-MAX_LEN = 64
+MAX_LEN = 256  # the longest sequence the position table covers
 
 
 def make_task(count: int, seed: int, min_len: int = 6, max_len: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

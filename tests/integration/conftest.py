@@ -17,6 +17,17 @@ from tritonize.generator.io_spec import DeclaredTensor
 TOY = str(Path(__file__).parents[1] / "unit" / "toy_models.py")
 BROKEN = "broken_onnx"  # a generated model whose config is then edited to disagree with the ONNX graph
 
+# First lines of a test's python-backend model.py: the stub's interpreter ignores PYTHONPATH, so put the
+# launcher's environment (numpy<2 among it) first on its path, as tritonize's stand-ins do.
+STUB_PREAMBLE = """import json, os, site, sys, time
+_before = list(sys.path)
+for _entry in os.environ.get("TRITONIZE_SITE_DIRS", "").split(os.pathsep):
+    if _entry:
+        site.addsitedir(_entry)
+sys.path[:] = [p for p in sys.path if p not in _before] + _before
+import triton_python_backend_utils as pb_utils
+"""
+
 
 @dataclass
 class Served:

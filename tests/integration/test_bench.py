@@ -19,18 +19,12 @@ from tritonize.deploy.local import LocalTriton
 from tritonize.generator.build import ModelRequest, build
 from tritonize.generator.config_spec import InstanceGroup
 
+from .conftest import STUB_PREAMBLE
+
 TOY = str(Path(__file__).parents[1] / "unit" / "toy_models.py")
 
 # A python-backend model that returns its input and sleeps STALL_MS on every STALL_EVERY-th request.
-STALL_MODEL = '''
-import json, os, site, sys, time
-_before = list(sys.path)
-for _entry in os.environ.get("TRITONIZE_SITE_DIRS", "").split(os.pathsep):
-    if _entry:
-        site.addsitedir(_entry)
-sys.path[:] = [p for p in sys.path if p not in _before] + _before
-import triton_python_backend_utils as pb_utils
-
+STALL_MODEL = STUB_PREAMBLE + '''
 
 class TritonPythonModel:
     def initialize(self, args):

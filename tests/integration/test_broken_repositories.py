@@ -17,6 +17,8 @@ import pytest
 from tritonize.deploy.local import LocalTriton, ServerStartError
 from tritonize.generator.check import BACKEND_LOAD_CODES
 
+from .conftest import STUB_PREAMBLE
+
 CASES = Path(__file__).parents[1] / "check_repos"
 
 # Not served here, and why.
@@ -40,15 +42,7 @@ SERVES = {
     "torch_output_name",  # the native pytorch backend maps other output names by position, silently
 }
 
-IDENTITY_MODEL = '''
-import json, os, site, sys
-_before = list(sys.path)
-for _entry in os.environ.get("TRITONIZE_SITE_DIRS", "").split(os.pathsep):
-    if _entry:
-        site.addsitedir(_entry)
-sys.path[:] = [p for p in sys.path if p not in _before] + _before
-import triton_python_backend_utils as pb_utils
-
+IDENTITY_MODEL = STUB_PREAMBLE + '''
 
 class TritonPythonModel:
     def initialize(self, args):

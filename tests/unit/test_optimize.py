@@ -47,12 +47,16 @@ def test_every_optimized_artifact_is_measured(optimized: tuple[Path, dict[str, B
         manifest = json.loads((repo / name / MANIFEST).read_text())["versions"]["1"]
         assert manifest["optimization"]["accuracy_drop_points"] == report.accuracy_drop_points
     int8 = [m.optimization for n, m in built.items() if "int8" in n]
-    assert all(o is not None and o.size_ratio < 0.5 for o in int8)  # INT8 weights: under half the FP32 file
+    assert all(o is not None and o.size_ratio < 0.6 for o in int8)  # INT8 GEMM weights (embeddings stay FP32)
     pruned = built["digits_pruned_onnx"].optimization
     assert pruned is not None and pruned.sparsity == pytest.approx(0.3, abs=0.01)
     assert pruned.gzip_size_ratio < 0.9 and pruned.size_ratio == pytest.approx(1.0, abs=0.01)
     assert any("does not make dense kernels faster" in w for w in pruned.warnings)
     assert "static INT8 (QDQ, minmax" in (built["digits_onnx_int8"].optimization or pruned).technique
+    assert "of Conv/MatMul/Gemm" in (built["digits_onnx_int8"].optimization or pruned).technique
+    assert "dynamic INT8 of MatMul/Gemm" in (built["sequence_onnx_int8"].optimization or pruned).technique
+    # onnxruntime's shape inference leaves no temporary files in the working directory
+    assert not Path("sym_shape_infer_temp.onnx").exists() and not list(Path.cwd().glob("*.data"))
 
 
 def test_printed_table(optimized: tuple[Path, dict[str, BuiltModel]]) -> None:
@@ -72,7 +76,11 @@ def test_quantized_torchscript_is_configured_for_cpu(optimized: tuple[Path, dict
 
 
 def test_gate_refuses_with_a_zero_budget(tmp_path: Path) -> None:
-    strict = FormatOptions(quantization=Quantization("static"), accuracy_budget=0.0)
+    from onnxruntime.quantization.registry import QDQRegistry
+
+    # Q/DQ around every op onnxruntime can quantize (its own default): 0.56 points lost on the digits CNN
+    everything = Quantization("static", op_types=tuple(sorted(QDQRegistry)))
+    strict = FormatOptions(quantization=everything, accuracy_budget=0.0)
     with pytest.raises(AccuracyError, match=r"digits_onnx_int8 accuracy .* drop 0\.\d+ points > budget 0 .*"
                                             r"calibrate on representative data.*accuracy_budget"):
         build([ModelRequest("digits", DIGITS, max_batch_size=64, formats=("onnx-int8",),
