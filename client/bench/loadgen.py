@@ -35,6 +35,7 @@ class Record(NamedTuple):
     ok: bool
     send_us: float  # building the request on the client
     recv_us: float  # reading the response on the client
+    lag_us: float  # how late the request started after its scheduled time (open loop; ~0 closed loop)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ async def _request(client: Any, module: Any, target: Target, start: float, emit:
         sent = answered = time.monotonic()
         ok = False
     end = time.monotonic()
-    emit(Record(start, end, ok, (sent - began) * 1e6, (end - answered) * 1e6))
+    emit(Record(start, end, ok, (sent - began) * 1e6, (end - answered) * 1e6, (began - start) * 1e6))
 
 
 def _wire(array: np.ndarray) -> str:

@@ -132,31 +132,39 @@ def _result(mode: str, level: float, windows: Sequence[_Window], before: _Window
 Progress = Callable[[str], None]
 
 
+def _collect(workers: Sequence[Any], pending: list[Record], until: float) -> None:
+    while True:
+        for w in workers:
+            pending.extend(w.drain())
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.05, left))
+
+
 def measure_level(target: Target, level: float, settings: Settings, stats_client: TritonClient | None = None,
                   progress: Progress = lambda _: None) -> LevelResult:
     """Drive one load level until three stable windows (or ``max_trials``); see the module docstring."""
     what = f"{'concurrency' if target.mode == 'concurrency' else 'rate'} {level:g}"
     workers = start_workers(target, level, settings.workers)
+    # Records reach us late from worker processes (they flush every 0.1 s): a window is closed only after
+    # this grace, so records that finished inside it are counted in it.
+    grace = 0.05 if settings.workers == 1 else 0.3
     pending: list[Record] = []
     try:
+        _wait_until_sending(workers, what)
         start = time.monotonic()
         boundary = start + settings.warmup_s
-        while time.monotonic() < boundary:
-            time.sleep(min(0.05, boundary - time.monotonic()))
-            for w in workers:
-                w.drain()
+        _collect(workers, pending, boundary)
+        pending = [r for r in pending if r.end >= boundary]
         baseline = _Window([], start, boundary, server_counters(stats_client, target.model, target.version))
         windows: list[_Window] = []
         stable = False
         while len(windows) < settings.max_trials:
             end = boundary + settings.interval_s
-            while time.monotonic() < end:
-                time.sleep(min(0.05, max(end - time.monotonic(), 0)))
-                for w in workers:
-                    pending.extend(w.drain())
-            stats = server_counters(stats_client, target.model, target.version)
-            for w in workers:
-                pending.extend(w.drain())
+            _collect(workers, pending, end)
+            stats = server_counters(stats_client, target.model, target.version)  # at the boundary itself
+            _collect(workers, pending, end + grace)
             done = [r for r in pending if boundary <= r.end < end]
             pending = [r for r in pending if r.end >= end]
             windows.append(_Window(done, boundary, end, stats))
@@ -164,6 +172,7 @@ def measure_level(target: Target, level: float, settings: Settings, stats_client
             lat = _latencies(done)
             progress(f"{what}: window {len(windows)}: {rate:,.0f} infer/s, p99 "
                      f"{percentile(lat, 99) / 1e3:.2f} ms, {len(done) - sum(r.ok for r in done)} errors")
+            _warn_if_behind(done, what, progress)
             boundary = end
             if _stable(windows, settings):
                 stable = True
@@ -176,6 +185,27 @@ def measure_level(target: Target, level: float, settings: Settings, stats_client
         progress(f"{what}: not stable within {settings.max_trials} windows (±{settings.stability:.0%}); "
                  "reporting the last three")
     return _result(target.mode, level, windows[-3:], before, settings, stable)
+
+
+def _wait_until_sending(workers: Sequence[Any], what: str, timeout_s: float = 60.0) -> None:
+    """Warm-up starts when every worker has completed a request (a spawned process takes ~1 s to start)."""
+    seen = [False] * len(workers)
+    deadline = time.monotonic() + timeout_s
+    while not all(seen):
+        for i, w in enumerate(workers):
+            seen[i] = seen[i] or bool(w.drain())
+        if time.monotonic() > deadline:
+            raise UsageError(f"{what}: the load generator sent nothing within {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
+def _warn_if_behind(records: Sequence[Record], what: str, progress: Progress) -> None:
+    """Open loop: requests starting well after their scheduled time mean the generator, not the server, is
+    the limit (their latency is still counted from the schedule)."""
+    lags = sorted(r.lag_us for r in records)
+    if lags and percentile(lags, 99) > 10_000:
+        progress(f"{what}: warning: the generator starts requests up to {percentile(lags, 99) / 1e3:.0f} ms late "
+                 "(p99): it cannot keep this rate; add --workers or lower the rate")
 
 
 def make_inputs(info: Any, batch_size: int, shapes: Mapping[str, Sequence[int]], data: str,

@@ -3,6 +3,7 @@ data and against Triton's own statistics, SLA exit codes, and an open loop that 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -81,13 +82,16 @@ def _bench(server: LocalTriton, model: str, mode: str, levels: tuple[float, ...]
     return run_benchmark(request).rows
 
 
-@pytest.mark.parametrize(("mode", "levels", "protocol"), [
-    ("concurrency", (1.0, 4.0), "grpc"),
-    ("request_rate", (150.0,), "http"),
+@pytest.mark.parametrize(("mode", "levels", "protocol", "workers"), [
+    ("concurrency", (1.0, 4.0), "grpc", 1),
+    ("concurrency", (4.0,), "grpc", 2),  # worker processes: their records arrive late and must still count
+    ("request_rate", (150.0,), "http", 1),
 ])
 def test_reported_numbers_match_raw_data_and_tritons_statistics(server: LocalTriton, mode: str,
-                                                                levels: tuple[float, ...], protocol: str) -> None:
-    for row in _bench(server, "toy_onnx", mode, levels, protocol):
+                                                                levels: tuple[float, ...], protocol: str,
+                                                                workers: int) -> None:
+    settings = dataclasses.replace(FAST, workers=workers)
+    for row in _bench(server, "toy_onnx", mode, levels, protocol, settings=settings):
         # throughput is the completed requests over the measured windows
         assert row.throughput == pytest.approx(row.requests / row.window_s, rel=1e-9)
         assert row.server_requests is not None
