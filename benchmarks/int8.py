@@ -6,11 +6,11 @@
 Three models: the digits CNN and the token-sequence classifier of ``tritonize.generator.examples``, and the same
 ``SequenceClassifier`` at a realistic width (d_model 256, 4 heads, 4 layers, ff 1024). A child process trains each
 model once (timed), saves its weights, and builds it with ``tritonize.generator.build.build`` into a temporary
-repository: ``onnx`` + ``onnx-int8`` with ``Quantization("dynamic")``, then ``onnx-int8`` with
-``Quantization("static", calibration=minmax|entropy|percentile)`` under other request names, each its own
-``build()`` so one failing variant leaves the others. Every request loads the same saved weights (source:
-``pretrained`` below), so all variants of a model share one FP32 parent. The pipeline's ``OptimizationReport``
-(accuracy against the eager model, its own quick latency) is kept as it is.
+repository: ``onnx`` + ``onnx-int8`` with ``Quantization("dynamic")``, then ``onnx-int8`` with the other
+``VARIANTS`` (dynamic on all ops, static by minmax|entropy|percentile, static on all ops) under other request
+names, each its own ``build()`` so one failing variant leaves the others. Every request loads the same saved
+weights (source: ``pretrained`` below), so all variants of a model share one FP32 parent. The pipeline's
+``OptimizationReport`` (accuracy against the eager model, its own quick latency) is kept as it is.
 
 This process then times the written ``<repo>/<model>/1/model.onnx`` files with onnxruntime directly: one session per
 file with identical options, per cell (model × input × batch) a warm-up, then blocks in which every variant runs the
@@ -45,7 +45,7 @@ THIS = Path(__file__).resolve()
 TARGET_SPEEDUP = 1.5
 TARGET_DROP = 1.0
 TRAIN_SIZE, TRAIN_SEED = 2000, 0  # build_sequence_classifier's training set: make_task(2000, seed 0)
-LONG = 64  # the longest sequence SequenceClassifier accepts (its position table has MAX_LEN = 64 rows)
+LONG = 128  # a realistic request length (SequenceClassifier's position table covers MAX_LEN = 256 tokens)
 EVAL_SEED_LONG = 2027  # held out like the examples' evaluation set (seed 2026), at LONG tokens
 BATCHES = (1, 32)
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
@@ -82,28 +82,35 @@ def model_specs(quick: bool) -> list[ModelSpec]:
                       {"d_model": 256, "heads": 4, "layers": 4, "ff": 1024}, lr=5e-4)]
 
 
-# static variants: the calibration method, and "gemm": MinMax with Q/DQ on MatMul/Gemm/Conv only
-STATIC = {"minmax": {"calibration": "minmax"}, "entropy": {"calibration": "entropy"},
-          "percentile": {"calibration": "percentile"},
-          "gemm": {"calibration": "minmax", "op_types": ("MatMul", "Gemm", "Conv")}}
 REFERENCE = "fp32-pre"  # not a pipeline artifact: the FP32 file after quant_pre_process, what INT8 starts from
 
 
-def variants(static: Iterable[str]) -> list[str]:
-    """Built by the pipeline: fp32 (with the dynamic request), dynamic, one per static setting."""
-    return ["fp32", "dynamic", *(f"static-{c}" for c in static)]
+def _onnxruntime_ops(registry: str) -> tuple[str, ...]:
+    """Every op type onnxruntime's quantizer handles in a mode: what it quantizes when given no op list."""
+    from onnxruntime.quantization import registry as registries
+
+    return tuple(sorted(getattr(registries, registry)))
 
 
-def quantization(variant: str) -> dict[str, Any]:
-    return {"method": "dynamic"} if variant == "dynamic" else {"method": "static",
-                                                               **STATIC[variant.removeprefix("static-")]}
+# The pipeline's Quantization per variant. "dynamic" also carries the FP32 parent (``fp32``). The "-all-ops"
+# variants ask onnxruntime for every op it can quantize, where tritonize's defaults quantize GEMMs (dynamic) and
+# GEMMs + Conv (static) only: they show what those defaults avoid.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "dynamic": {"method": "dynamic"},
+    "dynamic-all-ops": {"method": "dynamic", "op_types": _onnxruntime_ops("IntegerOpsRegistry")},
+    "static-minmax": {"method": "static", "calibration": "minmax"},
+    "static-entropy": {"method": "static", "calibration": "entropy"},
+    "static-percentile": {"method": "static", "calibration": "percentile"},
+    "static-all-ops": {"method": "static", "calibration": "minmax", "op_types": _onnxruntime_ops("QDQRegistry")},
+}
+QUICK_VARIANTS = ["dynamic", "static-minmax"]
 
 
 def model_dir(key: str, variant: str) -> str:
     """The repository folder of ``variant``: FP32 comes with the dynamic request (``<key>_dynamic_onnx``)."""
     if variant == "fp32":
         return f"{key}_dynamic_onnx"
-    return f"{key}_{variant.removeprefix('static-')}_onnx_int8"
+    return f"{key}_{variant.replace('-', '_')}_onnx_int8"
 
 
 # --- the child process: train, save data, build with the pipeline ----------------------------------------------
@@ -168,7 +175,7 @@ def eager_accuracy(model: Any, inputs: dict[str, np.ndarray], labels: np.ndarray
     return float((torch.cat(preds).numpy() == labels).mean())
 
 
-def prepare(work: Path, quick: bool, static: list[str]) -> None:
+def prepare(work: Path, quick: bool, built_variants: list[str]) -> None:
     """Child process: train every model once, save its weights and evaluation data, build every variant."""
     import torch
 
@@ -197,8 +204,8 @@ def prepare(work: Path, quick: bool, static: list[str]) -> None:
         }
         print(f"[{spec.key}] trained in {train_s:.1f} s; eager accuracy {record['eager_accuracy']}", file=sys.stderr)
         kwargs = {"example": spec.example, "weights": str(weights), **spec.sizes}
-        for variant in variants(static)[1:]:
-            q = Quantization(**quantization(variant))
+        for variant in built_variants:
+            q = Quantization(**VARIANTS[variant])
             # budget 100 points: the benchmark records the drop instead of failing the build at 1 point
             opts = FormatOptions(quantization=q, accuracy_budget=100.0)
             request = ModelRequest(model_dir(spec.key, variant).removesuffix("_onnx_int8"), f"{THIS}:pretrained",
@@ -646,13 +653,15 @@ Generated by `benchmarks/int8.py` on {report['date']}.
 `accuracy_budget` raised to 100 so a large drop is recorded instead of refused:
   - `fp32`: the `onnx` format of the request `<model>_dynamic` (`formats=("onnx", "onnx-int8")`): what a user ships;
   - `dynamic`: its `onnx-int8` with `Quantization("dynamic")` (onnxruntime `quantize_dynamic`, INT8 weights, \
-per-tensor, activations quantized at run time);
+per-tensor, activations quantized at run time), the pipeline's default op types: MatMul and Gemm;
+  - `dynamic-all-ops`: the same with `op_types` = every op onnxruntime's dynamic quantizer handles \
+({', '.join(VARIANTS['dynamic-all-ops']['op_types'])}), Conv among them;
   - `static-minmax` / `static-entropy` / `static-percentile`: `formats=("onnx-int8",)` with \
-`Quantization("static", calibration=…)`: QDQ, INT8 weights and activations, per-tensor, the pipeline's defaults \
-({method['calibration_samples']} calibration samples from the example's `calibration()`: training images / \
-`make_task` batches of 6–24 tokens);
-  - `static-gemm`: `Quantization("static", op_types=("MatMul", "Gemm", "Conv"))`, MinMax: Q/DQ only around the \
-GEMMs, not around every op onnxruntime's QDQ quantizer covers by default;
+`Quantization("static", calibration=…)`: QDQ, INT8 weights and activations, per-tensor, the pipeline's default op \
+types (Conv, MatMul, Gemm), {method['calibration_samples']} calibration samples from the example's \
+`calibration()`: training images / `make_task` batches of 6–24 tokens;
+  - `static-all-ops`: MinMax with `op_types` = every op onnxruntime's QDQ quantizer handles \
+({len(VARIANTS['static-all-ops']['op_types'])} op types): Q/DQ pairs around every op, not only the GEMMs;
   - `{REFERENCE}` (reference, not a pipeline artifact): the `fp32` file after onnxruntime's `quant_pre_process` \
 (symbolic shape inference + graph optimization), which is what the pipeline quantizes; it separates the fusions \
 that pre-processing enables from the INT8 effect.
@@ -667,9 +676,8 @@ before each. Latency is one `session.run`, timed around the call; throughput = b
 Speedup = FP32 median / variant median; the per-block speedup (median and IQR over blocks) shows the noise.
 - Inputs: held-out data only. Digits: the 360 test images. Sequences: the pipeline's evaluation set \
 (`make_task(500, seed=2026)`, 6–24 tokens), each batch trimmed to its longest sequence; and \
-`make_task(500, seed={EVAL_SEED_LONG}, min_len={LONG}, max_len={LONG})`. {LONG}, not 128, tokens: \
-`SequenceClassifier`'s position table has `MAX_LEN = 64` rows, a longer input fails in onnxruntime \
-(`/Add` broadcast 64 by 128). Positions 25–{LONG - 1} were never trained on, so accuracy at {LONG} tokens is \
+`make_task(500, seed={EVAL_SEED_LONG}, min_len={LONG}, max_len={LONG})`. Positions 25–{LONG - 1} were never \
+trained on, so accuracy at {LONG} tokens is \
 reported but is not the task's accuracy. {method['feeds']} distinct batches per cell, cycled.
 - Accuracy: each ONNX file on the whole set (max_batch_size samples a run, padded to the set's width), argmax vs \
 labels; drop = FP32 ONNX − INT8 in points (positive = INT8 worse); agreement = same argmax as FP32 ONNX. The \
@@ -732,23 +740,25 @@ def observations(report: dict[str, Any]) -> str:
         parts.append(f"at {SETTING_LABEL[setting]}, batch 32, FP32 spends {gemm_ms:.2f} of {base['node_ms']:.2f} "
                      f"kernel ms ({gemm_ms / (base['node_ms'] or 1):.0%}) in weight GEMMs/Convs — the only part INT8 "
                      "kernels can speed up")
-        dyn = model["profiles"][setting].get("dynamic")
-        running = graphs["dynamic"]["running"]
-        int8_ops = ", ".join(f"{op} {running[op]}" for op in sorted(INT8_GEMM) if running.get(op))
-        if dyn:
-            cell = model["cells"][setting]["32"]["variants"]["dynamic"]
-            attention = graphs["dynamic"]["fp32_activation_matmuls_running"]
-            parts.append(f"dynamic runs {int8_ops} in {dyn['groups_ms'].get('int8 gemm', 0):.2f} ms "
+        for variant in ("dynamic", "dynamic-all-ops"):
+            dyn, g = model["profiles"][setting].get(variant), graphs.get(variant)
+            if not dyn or not g:
+                continue
+            running = g["running"]
+            int8_ops = ", ".join(f"{op} {running[op]}" for op in sorted(INT8_GEMM) if running.get(op))
+            cell = model["cells"][setting]["32"]["variants"][variant]
+            attention = g["fp32_activation_matmuls_running"]
+            parts.append(f"{variant} runs {int8_ops} in {dyn['groups_ms'].get('int8 gemm', 0):.2f} ms "
                          f"(+{dyn['groups_ms'].get('(de)quantize', 0):.2f} ms quantize nodes)"
                          + (f"; {attention} activation×activation MatMuls (attention) stay FP32" if attention else "")
                          + f"; measured {cell['speedup']:.2f}×")
             if running.get("ConvInteger"):
                 conv = dyn["by_op_ms"].get("ConvInteger", 0.0)
                 fp32_conv = base["by_op_ms"].get("Conv", 0.0) + base["by_op_ms"].get("FusedConv", 0.0)
-                parts.append(f"`quantize_dynamic`'s default op set includes Conv: ConvInteger takes {conv:.2f} ms "
-                             f"where FP32 Conv took {fp32_conv:.2f} ms (onnxruntime's ConvInteger CPU kernel is not "
-                             "a fast path), which is why dynamic INT8 is slower here")
-        for variant in ("static-minmax", "static-gemm"):
+                parts.append(f"ConvInteger takes {conv:.2f} ms where FP32 Conv took {fp32_conv:.2f} ms "
+                             "(onnxruntime's ConvInteger CPU kernel is not a fast path): why tritonize's dynamic "
+                             "default leaves Conv in FP32")
+        for variant in ("static-minmax", "static-all-ops"):
             g, sp = graphs.get(variant), model["profiles"][setting].get(variant)
             if not g or not sp:
                 continue
@@ -856,10 +866,12 @@ def measure_model(spec: ModelSpec, info: dict[str, Any], names: list[str], work:
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     started, load_start = time.monotonic(), os.getloadavg()
-    static = args.static.split(",") if args.static else (["minmax"] if args.quick else list(STATIC))
-    for c in static:
-        if c not in STATIC:
-            raise SystemExit(f"--static: {c!r} is not one of {', '.join(STATIC)}")
+    built_variants = args.variants.split(",") if args.variants else (QUICK_VARIANTS if args.quick else list(VARIANTS))
+    for v in built_variants:
+        if v not in VARIANTS:
+            raise SystemExit(f"--variants: {v!r} is not one of {', '.join(VARIANTS)}")
+    if "dynamic" not in built_variants:
+        raise SystemExit("--variants: 'dynamic' is needed (its request builds the FP32 parent)")
     plan: dict[str, Any] = {
         "quick": args.quick, "threads": args.threads or os.cpu_count() or 1,
         "blocks": args.blocks or (2 if args.quick else 16), "block_s": args.block_s or (0.02 if args.quick else 0.25),
@@ -870,7 +882,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tritonize-int8-") as tmp:
         work = Path(tmp)
         t0 = time.monotonic()
-        child = [sys.executable, str(THIS), "--build-into", str(work), "--static", ",".join(static)]
+        child = [sys.executable, str(THIS), "--build-into", str(work), "--variants", ",".join(built_variants)]
         # cwd: onnxruntime's symbolic shape inference dumps sym_shape_infer_temp.onnx + <uuid>.data into the current
         # directory when it fails (it does on the sequence models); keep that litter in the temporary directory
         subprocess.run(child + (["--quick"] if args.quick else []), check=True, cwd=work)
@@ -878,13 +890,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         load_after_build = os.getloadavg()
         built = json.loads((work / "build.json").read_text())
         report: dict[str, Any] = {"models": {spec.key: measure_model(spec, built["models"][spec.key],
-                                                                     variants(static), work, plan)
+                                                                     ["fp32", *built_variants], work, plan)
                                              for spec in model_specs(args.quick)}}
     env = environment(built["environment"])
     env["load_average_1_5_15"] = {"start": load_start, "after_build": load_after_build, "end": os.getloadavg()}
     report.update({
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "environment": env,
-        "method": {**plan, "batches": list(BATCHES), "static": static, "calibration_samples": 128,
+        "method": {**plan, "batches": list(BATCHES), "variants": built_variants, "calibration_samples": 128,
                    "reference": REFERENCE, "torch_threads_in_build": built["torch_threads"],
                    "session_options": {"intra_op_num_threads": plan["threads"], "inter_op_num_threads": 1,
                                        "execution_mode": "ORT_SEQUENTIAL", "graph_optimization_level": "ORT_ENABLE_ALL",
@@ -902,8 +914,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="tiny models, few repeats (smoke test); writes only with --out")
     parser.add_argument("--out", type=Path, help=f"where to write int8.md/.json (default: {RESULTS})")
-    parser.add_argument("--static", help="static INT8 variants to build, comma-separated, of "
-                        f"{','.join(STATIC)} (default: all; quick: minmax)")
+    parser.add_argument("--variants", help=f"INT8 variants to build, comma-separated, of {','.join(VARIANTS)} "
+                        f"(default: all; quick: {','.join(QUICK_VARIANTS)})")
     parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: the core count)")
     parser.add_argument("--blocks", type=int, help="interleaved blocks per cell (default 16; quick 2)")
     parser.add_argument("--block-s", type=float, help="seconds per variant per block (default 0.25; quick 0.02)")
@@ -912,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-into", type=Path, help=argparse.SUPPRESS)  # the child process that trains/builds
     args = parser.parse_args(argv)
     if args.build_into:
-        prepare(args.build_into, args.quick, args.static.split(","))
+        prepare(args.build_into, args.quick, args.variants.split(","))
         return 0
     report = json.loads(args.from_json.read_text()) if args.from_json else run_benchmark(args)
     notes = observations(report) + ("\n" + args.notes.read_text() if args.notes else "")

@@ -20,7 +20,7 @@ from . import calls
 from .client import _OPTIONS, Outputs
 from .errors import ModelNotFoundError, ModelNotReadyError, TritonClientError
 from .model_info import ModelInfo
-from .retry import DEFAULT_RETRY, Attempts, RetryPolicy
+from .retry import DEFAULT_RETRY, UNREGISTER_RETRY, Attempts, RetryPolicy
 from .shared_memory import Region, RegionPool
 from .transport import DEFAULT_OPTIONS, AsyncTransport, Endpoint, RequestOptions, normalize
 
@@ -41,8 +41,8 @@ class AsyncTritonClient:
         self._models: dict[tuple[str, str], AsyncModelClient] = {}
 
     async def _call(self, what: str, method: str, *args: Any, idempotent: bool = True,
-                    timeout_s: float | None = None, **kwargs: Any) -> Any:
-        attempts = Attempts(self.retry if idempotent else None, timeout_s or self.timeout_s, what)
+                    timeout_s: float | None = None, policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
+        attempts = Attempts(policy or (self.retry if idempotent else None), timeout_s or self.timeout_s, what)
         if self.headers:
             kwargs.setdefault("headers", self.headers)
         while True:
@@ -125,7 +125,7 @@ class AsyncTritonClient:
         for region in regions:
             with contextlib.suppress(TritonClientError):  # the server may be gone; freed below
                 await self._call(f"unregister {region.name}", self.pool.backend.unregister, region.name,
-                                 idempotent=False, timeout_s=5)
+                                 policy=UNREGISTER_RETRY, timeout_s=5)
         self.pool.discard(regions)
 
     async def close(self) -> None:

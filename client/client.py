@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from . import calls
 from .errors import ModelNotFoundError, ModelNotReadyError, ServerUnavailableError, TritonClientError
 from .model_info import ModelInfo
-from .retry import DEFAULT_RETRY, Attempts, RetryPolicy
+from .retry import DEFAULT_RETRY, UNREGISTER_RETRY, Attempts, RetryPolicy
 from .shared_memory import Region, RegionPool
 from .transport import DEFAULT_OPTIONS, Endpoint, RequestOptions, SyncTransport, normalize
 
@@ -49,8 +49,8 @@ class TritonClient:
 
     # --- calls --------------------------------------------------------------------------------------------
     def _call(self, what: str, method: str, *args: Any, idempotent: bool = True, timeout_s: float | None = None,
-              **kwargs: Any) -> Any:
-        attempts = Attempts(self.retry if idempotent else None, timeout_s or self.timeout_s, what)
+              policy: RetryPolicy | None = None, **kwargs: Any) -> Any:
+        attempts = Attempts(policy or (self.retry if idempotent else None), timeout_s or self.timeout_s, what)
         if self.headers:
             kwargs.setdefault("headers", self.headers)
         while True:
@@ -146,8 +146,8 @@ class TritonClient:
             return
         for region in regions:
             with contextlib.suppress(TritonClientError):  # the server may be gone; freed below
-                self._call(f"unregister {region.name}", self.pool.backend.unregister, region.name, idempotent=False,
-                           timeout_s=5)
+                self._call(f"unregister {region.name}", self.pool.backend.unregister, region.name,
+                           policy=UNREGISTER_RETRY, timeout_s=5)
         self.pool.discard(regions)
 
     def shared_memory_status(self) -> Any:

@@ -70,3 +70,7 @@ class InferenceTimeoutError(TritonClientError, TimeoutError):
 
 class ServerError(TritonClientError):
     """Any other error the server reported (its message is kept)."""
+
+
+class RegionInUseError(ServerError):
+    """Triton refused to unregister a shared-memory region a finishing request still holds; it passes."""

@@ -11,7 +11,13 @@ import random
 import time
 from dataclasses import dataclass
 
-from .errors import InferenceTimeoutError, ModelNotReadyError, ServerUnavailableError, TritonClientError
+from .errors import (
+    InferenceTimeoutError,
+    ModelNotReadyError,
+    RegionInUseError,
+    ServerUnavailableError,
+    TritonClientError,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+# Triton releases a request's shared-memory regions a moment after its response: unregistering retries until then.
+UNREGISTER_RETRY = RetryPolicy(deadline_s=5.0, initial_backoff_s=0.01, retry_on=(RegionInUseError,))
 
 
 class Attempts:

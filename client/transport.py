@@ -25,6 +25,7 @@ from .errors import (
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
+    RegionInUseError,
     ServerError,
     ServerUnavailableError,
     TritonClientError,
@@ -74,6 +75,8 @@ def map_error(exc: BaseException, what: str) -> TritonClientError:
         message = f"{what}: {exc.message() or exc}"
         if "not ready" in message:
             return ModelNotReadyError(message, status)
+        if "currently in use" in message:
+            return RegionInUseError(message, status)
         if status in ("NOT_FOUND", "404") or "unknown model" in message:
             return ModelNotFoundError(message, status)
         if status in ("INVALID_ARGUMENT", "400"):

@@ -19,16 +19,20 @@ def models_table(states: list[Any]) -> str:
 
 
 def _block(alive: Any) -> None:
-    """Wait for Ctrl-C / SIGTERM, or until the server dies."""
+    """Wait for Ctrl-C / SIGTERM, or until the server dies.
+
+    Both signals get a handler here: a process started in the background of a non-interactive shell inherits
+    SIGINT as ignored, and would otherwise never stop on it.
+    """
     stop = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, lambda *_: stop.append(1)) for s in signals]
     try:
         while not stop and alive():
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in zip(signals, previous):
+            signal.signal(s, handler)
 
 
 def add_serve_command(group: click.Group) -> None:

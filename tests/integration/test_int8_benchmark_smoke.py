@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "int8.py"
-MODELS = {"digits": {"8×8 images"}, "sequence": {"6–24 tokens", "64 tokens"}, "encoder": {"6–24 tokens", "64 tokens"}}
+MODELS = {"digits": {"8×8 images"}, "sequence": {"6–24 tokens", "128 tokens"}, "encoder": {"6–24 tokens", "128 tokens"}}
 VARIANTS = {"fp32", "dynamic", "static-minmax"}  # quick mode builds minmax only; fp32-pre is a reference on top
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +14,11 @@ from tritonize.client import (
     InvalidInputError,
     ModelInfo,
     ModelNotFoundError,
+    RegionInUseError,
     RetryPolicy,
     ServerError,
     ServerUnavailableError,
+    TritonClient,
     UsageError,
 )
 from tritonize.client.retry import Attempts
@@ -48,6 +51,8 @@ def test_error_mapping_keeps_the_message() -> None:
          ServerUnavailableError),
         (InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED"), InferenceTimeoutError),
         (InferenceServerException("boom", status="StatusCode.INTERNAL"), ServerError),
+        (InferenceServerException("Cannot unregister shared memory region 'r', it is currently in use.",
+                                  status="StatusCode.INVALID_ARGUMENT"), RegionInUseError),
         (ConnectionRefusedError(111, "Connection refused"), ServerUnavailableError),
         (TimeoutError("read timed out"), InferenceTimeoutError),
     ]
@@ -71,6 +76,24 @@ def test_retry_backoff_is_jittered_and_bounded() -> None:
         Attempts(policy, 10, "x").delay_after(InvalidInputError("bad"))
     with pytest.raises(ServerUnavailableError):  # retries off
         Attempts(None, 10, "x").delay_after(unavailable)
+
+
+def test_unregister_waits_for_triton_to_release_the_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton 2.51 refuses to unregister a region until the request that used it is released (CI saw this)."""
+    client = TritonClient("localhost:1", shared_memory="system")
+    assert client.pool is not None
+    region, _ = client.pool.acquire(10)
+    calls: list[str] = []
+
+    def call(what: str, method: str, *args: Any, **kwargs: Any) -> None:
+        calls.append(method)
+        if len(calls) < 3:
+            raise RegionInUseError(f"{what}: Cannot unregister shared memory region '{args[0]}', it is currently in use.")
+
+    monkeypatch.setattr(client.transport, "call", call)
+    client._unregister([region])
+    assert calls == ["unregister_system_shared_memory"] * 3 and client.pool.everything() == []
+    client.transport.close()
 
 
 def test_model_info_from_grpc_json_and_checks() -> None:
