@@ -25,12 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import gc
-import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import machine  # benchmarks/machine.py (this folder is on sys.path when a benchmark runs as a script)
 import numpy as np
 
 MODEL = "identity"
@@ -479,34 +477,8 @@ def _input(module: Any, target: Target, array: np.ndarray) -> Any:
 
 
 # --- environment ---------------------------------------------------------------------------------------------
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def environment(server_version: str) -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    os_name = platform.platform()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = f"{line.split('=', 1)[1].strip(chr(34))} ({platform.system()} {platform.release()})"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpu": cpu, "cores": cores, "os": os_name, "arch": platform.machine()},
-        "versions": {"python": platform.python_version(), "tritonize": _version("tritonize"),
-                     "tritonclient": _version("tritonclient"), "tritonserver": server_version,
-                     "numpy": _version("numpy"), "grpcio": _version("grpcio"), "aiohttp": _version("aiohttp"),
-                     "geventhttpclient": _version("geventhttpclient"), "protobuf": _version("protobuf")},
-    }
+    return machine.environment(server_version, ("numpy", "grpcio", "aiohttp", "geventhttpclient", "protobuf"))
 
 
 # --- report --------------------------------------------------------------------------------------------------

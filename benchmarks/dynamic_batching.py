@@ -376,9 +376,9 @@ for every variant; batch-1 requests of random normal data.
 dynamic batching (max_queue_delay_microseconds {QUEUE_DELAY_US}, no preferred batch sizes) × 1 and 2 CPU instances.
 - onnxruntime alone: the served `model.onnx`, one intra-op and one inter-op thread, {method['ort_blocks']} blocks \
 × {method['ort_runs']} runs per batch size, the order reversing every block; before the server started.
-- Load: `run_benchmark` (`tritonize.client.bench`, engine `builtin`), gRPC, closed loop, one worker (an asyncio loop \
-in a thread of this process; `benchmarks/results/loadgen_capacity.md` measures when that is the limit, and what a second \
-worker process adds on this 2-core machine); concurrency \
+- Load: `run_benchmark` (`tritonize.client.bench`, engine `builtin`), gRPC, closed loop, one worker (an asyncio \
+loop in a thread of this process; `benchmarks/results/loadgen_capacity.md` measures when that is the limit, and what \
+a second worker process adds on this 2-core machine); concurrency \
 {', '.join(str(c) for c in levels)}; at each concurrency the four variants ran one after another, \
 {'twice, in mirrored order (A B C D D C B A; the tables show the mean of the two), ' if method['reps'] > 1 else ''}\
 the order reversing every level. Settings: window {s['interval_s']} s, warm-up {s['warmup_s']} s, stability \

@@ -28,14 +28,10 @@ windows. ``measure()`` is also what ``dynamic_batching.py`` uses.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import datetime as dt
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import machine  # benchmarks/machine.py (this folder is on sys.path when a benchmark runs as a script)
 import numpy as np
 
 MODEL = "noop"
@@ -246,34 +243,8 @@ def limit(r: dict[str, Any]) -> str:
 
 
 # --- environment -------------------------------------------------------------------------------------------------
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def environment(server_version: str) -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    os_name = platform.platform()
-    with contextlib.suppress(OSError):
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = f"{line.split('=', 1)[1].strip(chr(34))} ({platform.system()} {platform.release()})"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"cpu": cpu, "cores": cores, "os": os_name, "arch": platform.machine()},
-        "versions": {"python": platform.python_version(), "tritonize": _version("tritonize"),
-                     "tritonclient": _version("tritonclient"), "tritonserver": server_version,
-                     "onnxruntime": _version("onnxruntime"), "numpy": _version("numpy"),
-                     "grpcio": _version("grpcio"), "aiohttp": _version("aiohttp"), "protobuf": _version("protobuf")},
-    }
+    return machine.environment(server_version, ("onnxruntime", "numpy", "grpcio", "aiohttp", "protobuf"))
 
 
 # --- report ------------------------------------------------------------------------------------------------------
@@ -481,8 +452,7 @@ def interpretation(report: dict[str, Any]) -> str:
         out.append("- **workers = 2:** " + "; ".join(f"{p}: {a / b:.2f}× one worker's best closed loop"
                                                      for a, b, p in two) +
                    ". A second generator process can only help when one generator process is the limit and a core "
-                   "is free" + ("; here the cores were full" if full else "") + ", and its records reach the harness "
-                   "late (harness check below).")
+                   "is free" + ("; here the cores were full" if full else "") + ".")
     shorts = [(k, v) for k, v in summary.items() if v["first_short_rate"]]
     if shorts:
         parts = []
@@ -498,19 +468,20 @@ def interpretation(report: dict[str, Any]) -> str:
         out.append("- **Open loop, first rate missed** (protocol/workers): " + "; ".join(parts) + "." + (
             f" Open loop sustained under 90 % of the closed loop's best for {', '.join(less)}: every request is a "
             "new task on a schedule, and past saturation the backlog only grows." if less else ""))
-    ones = [r["counted_vs_server"] for r in rows if r["workers"] == 1 and r["counted_vs_server"]
-            and r["mode"] == "concurrency"]
-    twos = [r["counted_vs_server"] for r in rows if r["workers"] > 1 and r["counted_vs_server"]]
-    if ones and twos:
+    closed = {w: [r["counted_vs_server"] for r in rows if r["mode"] == "concurrency" and r["counted_vs_server"]
+                  and (r["workers"] == 1) == (w == 1)] for w in (1, 2)}
+    short = [r for r in rows if r["mode"] == "request_rate" and r["counted_vs_server"]
+             and r["counted_vs_server"] < 0.99]
+    if closed[1] and closed[2]:
         out.append(
-            f"- **Harness check.** Closed loop with one worker, the generator counted {min(ones):.3f}–{max(ones):.3f} "
-            f"of the requests Triton's statistics counted over the same windows; with two worker processes "
-            f"{min(twos):.3f}–{max(twos):.3f} (median {_median(twos):.3f}): records that complete near a window's end "
-            f"reach the parent after that window was closed and are dropped, so throughput with workers > 1 is "
-            f"under-reported by that much. In the open loop past saturation, one worker also counts less than Triton: "
-            f"answers Triton already sent wait unread in the generator's backlog; when the level ends the harness "
-            f"drops them (`measure_level` ignores what the workers' `stop()` returns), so the percentiles of those "
-            f"rows leave out their latest requests.")
+            f"- **Harness check.** Closed loop, the generator counted {min(closed[1]):.3f}–{max(closed[1]):.3f} "
+            f"(one worker) and {min(closed[2]):.3f}–{max(closed[2]):.3f} (two worker processes) of the requests "
+            "Triton's statistics counted over the same windows."
+            + (f" Open loop, {len(short)} of the rates past saturation counted less (down to "
+               f"{min(r['counted_vs_server'] for r in short):.3f}): answers Triton already sent wait unread in the "
+               "generator's backlog and are dropped when the level ends, so the percentiles of those rows leave out "
+               "their latest (slowest) requests; read such rows as 'over capacity', not as latencies." if short
+               else ""))
     out.append(
         f"- **Limit of this measurement.** Client and server share the machine's {cores} cores with each other and "
         "with other processes. These are the generator's numbers *on a machine that also runs the server*; a "

@@ -45,7 +45,7 @@ class AccuracyError(TritonizeError):
 class Quantization:
     method: str = "dynamic"  # onnx-int8: dynamic | static; torchscript-int8: dynamic
     per_channel: bool = False
-    op_types: tuple[str, ...] = ()  # ONNX op types to quantize (empty: onnxruntime's default set)
+    op_types: tuple[str, ...] = ()  # ONNX op types to quantize (empty: default_op_types(method))
     nodes_to_exclude: tuple[str, ...] = ()
     calibration: str = "minmax"  # static: minmax | entropy | percentile
     calibration_samples: int = 128
@@ -161,14 +161,17 @@ class _Reader:
         pass
 
 
-DEFAULT_OP_TYPES = {
-    # dynamic: onnxruntime fuses quantize + integer GEMM for MatMul/Gemm; its ConvInteger is far slower than
-    # FP32 Conv on CPU (measured 0.08x on the digits CNN), so convolutions stay FP32 unless asked for
-    "dynamic": ("MatMul", "Gemm"),
-    # static (QDQ): around the GEMMs and convolutions only; Q/DQ pairs around every other op cost more than
-    # they save (benchmarks/results/int8.md)
-    "static": ("Conv", "MatMul", "Gemm"),
-}
+def default_op_types(method: str) -> tuple[tuple[str, ...], str]:
+    """The op types quantized when a request names none, and how the report says it."""
+    if method == "dynamic":
+        # onnxruntime fuses quantize + integer GEMM for MatMul/Gemm; its ConvInteger is far slower than FP32 Conv
+        # on CPU (0.08x on the digits CNN), so convolutions stay FP32 unless asked for (benchmarks/results/int8.md)
+        return ("MatMul", "Gemm"), "MatMul/Gemm"
+    # static (QDQ): every op type the QDQ quantizer has a rule for, so chains of Q/DQ fuse into QLinear kernels
+    # (onnxruntime's own default adds the QLinear-only ops; GEMMs alone leave standalone Q/DQ: int8.md compares)
+    from onnxruntime.quantization.registry import QDQRegistry
+
+    return tuple(sorted(QDQRegistry)), "the ops with a QDQ rule"
 
 
 @contextmanager
@@ -202,7 +205,7 @@ def quantize_onnx(fp32: Path, out: Path, q: Quantization, calibration: list[dict
     """Write the INT8 model; return a description of what was done."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    op_types = q.op_types or DEFAULT_OP_TYPES[q.method]
+    op_types, described = (q.op_types, "/".join(q.op_types)) if q.op_types else default_op_types(q.method)
     common: dict[str, Any] = {"per_channel": q.per_channel, "op_types_to_quantize": list(op_types),
                               "nodes_to_exclude": list(q.nodes_to_exclude) or None, "weight_type": QuantType.QInt8}
     with _quiet():
@@ -210,15 +213,14 @@ def quantize_onnx(fp32: Path, out: Path, q: Quantization, calibration: list[dict
         with _working_directory(fp32.parent):
             if q.method == "dynamic":
                 quantize_dynamic(str(source), str(out), **common)
-                return (f"onnxruntime dynamic INT8{' per-channel' if q.per_channel else ''} of "
-                        f"{'/'.join(op_types)}, {prepared}")
+                return f"onnxruntime dynamic INT8{' per-channel' if q.per_channel else ''} of {described}, {prepared}"
             method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[q.calibration]
             quantize_static(str(source), str(out), _Reader(calibration), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, calibrate_method=method, **common)
     samples = sum(len(next(iter(b.values()))) for b in calibration)
-    return (f"onnxruntime static INT8 (QDQ, {q.calibration}, {samples} calibration samples) of "
-            f"{'/'.join(op_types)}, {prepared}")
+    return (f"onnxruntime static INT8 (QDQ, {q.calibration}, {samples} calibration samples) of {described}, "
+            f"{prepared}")
 
 
 def load_npz(path: str, field_name: str) -> dict[str, np.ndarray]:
@@ -277,7 +279,7 @@ def run_in_chunks(runner: Runner, inputs: Mapping[str, np.ndarray], chunk: int) 
 
 
 def compare_latency(baseline: Runner, candidate: Runner, batch: Mapping[str, np.ndarray],
-                    budget_s: float = 1.0, max_pairs: int = 50) -> tuple[float, float]:
+                    budget_s: float = 1.0, max_pairs: int = 2000) -> tuple[float, float]:
     """Median ms of each, timed alternately (so machine noise hits both alike) within about ``budget_s``."""
     for runner in (baseline, candidate, baseline, candidate):  # warm-up
         runner(batch)

@@ -53,7 +53,7 @@ def test_every_optimized_artifact_is_measured(optimized: tuple[Path, dict[str, B
     assert pruned.gzip_size_ratio < 0.9 and pruned.size_ratio == pytest.approx(1.0, abs=0.01)
     assert any("does not make dense kernels faster" in w for w in pruned.warnings)
     assert "static INT8 (QDQ, minmax" in (built["digits_onnx_int8"].optimization or pruned).technique
-    assert "of Conv/MatMul/Gemm" in (built["digits_onnx_int8"].optimization or pruned).technique
+    assert "of the ops with a QDQ rule" in (built["digits_onnx_int8"].optimization or pruned).technique
     assert "dynamic INT8 of MatMul/Gemm" in (built["sequence_onnx_int8"].optimization or pruned).technique
     # onnxruntime's shape inference leaves no temporary files in the working directory
     assert not Path("sym_shape_infer_temp.onnx").exists() and not list(Path.cwd().glob("*.data"))
