@@ -43,6 +43,8 @@ from typing import Any
 import machine  # benchmarks/machine.py (this folder is on sys.path when a benchmark runs as a script)
 import numpy as np
 
+from tritonize.client.transport import tritonclient_module
+
 MODEL = "identity"
 MODEL_NAME = f"{MODEL}_onnx"
 DIMS = 16
@@ -169,19 +171,6 @@ class Target:
         return self.http_url if scheme else self.http_url.split("://", 1)[1]
 
 
-def _raw_module(protocol: str, asynchronous: bool) -> Any:
-    if protocol == "grpc":
-        if asynchronous:
-            import tritonclient.grpc.aio as module
-        else:
-            import tritonclient.grpc as module
-    elif asynchronous:
-        import tritonclient.http.aio as module
-    else:
-        import tritonclient.http as module
-    return module
-
-
 class SyncCalls:
     """The four blocking variants (raw/typed × gRPC/HTTP) on one server, safe to call from many threads."""
 
@@ -193,7 +182,7 @@ class SyncCalls:
         self.local = threading.local()
         self.raw_clients: list[Any] = []
         self.lock = threading.Lock()
-        self.modules = {p: _raw_module(p, False) for p in PROTOCOLS}
+        self.modules = {p: tritonclient_module(p, False) for p in PROTOCOLS}
         self.raw_grpc = self.modules["grpc"].InferenceServerClient(target.url("grpc"))
         self.typed_clients = {p: TritonClient(target.url(p), protocol=p) for p in PROTOCOLS}
         self.models = {p: c.model(MODEL_NAME) for p, c in self.typed_clients.items()}
@@ -244,7 +233,7 @@ class AsyncCalls:
 
         self.target = target
         self.array = array
-        self.modules = {p: _raw_module(p, True) for p in PROTOCOLS}
+        self.modules = {p: tritonclient_module(p, True) for p in PROTOCOLS}
         self.raw = {p: self.modules[p].InferenceServerClient(target.url(p, scheme=False)) for p in PROTOCOLS}
         self.typed_clients = {p: AsyncTritonClient(target.url(p), protocol=p) for p in PROTOCOLS}
         self.models: dict[str, Any] = {}
@@ -375,7 +364,7 @@ def isolation(target: Target, array: np.ndarray, loops: int, repeat: int) -> dic
     out["check_inputs_us"] = _per_call_us(lambda: info.check_inputs(inputs), loops, repeat)
     out["model_info_from_config_us"] = _per_call_us(lambda: ModelInfo.from_config(config), loops, repeat)
     for protocol in PROTOCOLS:
-        module = _raw_module(protocol, False)
+        module = tritonclient_module(protocol, False)
 
         def request(module: Any = module) -> Any:
             tensor = module.InferInput(target.input_name, list(array.shape), "FP32")
@@ -390,7 +379,7 @@ def isolation(target: Target, array: np.ndarray, loops: int, repeat: int) -> dic
 
     # whole calls with the network stubbed out: typed − raw is the typed client's own CPU time per call
     for protocol in PROTOCOLS:
-        sync_module, async_module = _raw_module(protocol, False), _raw_module(protocol, True)
+        sync_module, async_module = tritonclient_module(protocol, False), tritonclient_module(protocol, True)
         calls = SyncCalls(target, array)
         try:
             result = calls._raw_client(protocol).infer(MODEL_NAME, [_input(sync_module, target, array)])

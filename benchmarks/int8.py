@@ -435,12 +435,9 @@ def cpu_info() -> dict[str, Any]:
 def environment(build_env: dict[str, str]) -> dict[str, Any]:
     import onnxruntime as ort
 
-    os_name = platform.platform()
-    try:
-        info = platform.freedesktop_os_release()
-        os_name = f"{info.get('PRETTY_NAME', os_name)} (Linux {platform.release()})"
-    except (OSError, AttributeError):
-        pass
+    from tritonize.client.bench.report import machine
+
+    os_name = machine()["os"]
     versions = {"python": platform.python_version(), **{k: v for k, v in build_env.items() if k != "python"}}
     for dist in ("onnxruntime", "onnx", "numpy"):
         versions[dist] = importlib.metadata.version(dist)

@@ -163,7 +163,8 @@ class _Requests:
         return kwargs
 
 
-def _module(protocol: str, asynchronous: bool) -> Any:
+def tritonclient_module(protocol: str, asynchronous: bool) -> Any:
+    """tritonclient's grpc / http module, blocking or asyncio."""
     if protocol == "grpc":
         if asynchronous:
             import tritonclient.grpc.aio as module
@@ -207,7 +208,7 @@ class SyncTransport:
     def __init__(self, endpoint: Endpoint, timeout_s: float | None, options: Mapping[str, Any]) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self.module = _module(endpoint.protocol, asynchronous=False)
+        self.module = tritonclient_module(endpoint.protocol, asynchronous=False)
         self.requests = _Requests(self.module, endpoint.protocol)
         self._kwargs = _client_kwargs(endpoint, timeout_s, options, asynchronous=False)
         self._local = threading.local()
@@ -253,7 +254,7 @@ class AsyncTransport:
     def __init__(self, endpoint: Endpoint, timeout_s: float | None, options: Mapping[str, Any]) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self.module = _module(endpoint.protocol, asynchronous=True)
+        self.module = tritonclient_module(endpoint.protocol, asynchronous=True)
         self.requests = _Requests(self.module, endpoint.protocol)
         self.client = self.module.InferenceServerClient(
             self.endpoint.address, **_client_kwargs(endpoint, timeout_s, options, asynchronous=True))

@@ -19,16 +19,22 @@ from .sla import GateResult
 
 
 def machine() -> dict[str, Any]:
+    """CPU model, usable cores, OS and the versions of what measures: recorded beside every result."""
     cpu = ""
     with contextlib.suppress(OSError):
         cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("model name")), "")
+    os_name = platform.platform()
+    with contextlib.suppress(OSError):
+        pretty = platform.freedesktop_os_release().get("PRETTY_NAME")
+        os_name = f"{pretty} ({platform.system()} {platform.release()})" if pretty else os_name
     versions = {"python": platform.python_version()}
     for dist in ("tritonize", "tritonclient", "numpy"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform(),
-            "versions": versions}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu or platform.processor(), "cores": cores, "os": os_name, "arch": platform.machine(),
+            "platform": platform.platform(), "versions": versions}
 
 
 def config_hash(config: dict[str, Any]) -> str:
