@@ -114,8 +114,10 @@ def test_open_loop_shows_a_stalling_server(server: LocalTriton) -> None:
     settings = Settings(interval_s=3.0, warmup_s=0.5, max_trials=4, stability=0.5)
     steady = _bench(server, "steady", "request_rate", (50.0,), settings=settings)[0]
     stalled = _bench(server, "stall", "request_rate", (50.0,), settings=settings)[0]
-    # 1 request in 50 sleeps 200 ms; the requests scheduled behind it wait too, measured from their schedule
-    assert stalled.percentiles_us[99] - steady.percentiles_us[99] >= 200_000 * 0.95
+    # 1 request in 50 sleeps 200 ms; the requests scheduled behind it wait too, measured from their schedule.
+    # p99 rises above the normal latency (the steady run's median: its p99 moves with any hiccup of the machine)
+    # by at least the stall
+    assert stalled.percentiles_us[99] - steady.percentiles_us[50] >= 200_000 * 0.95
     late = [x for x in stalled.latencies_us if x >= 100_000]
     assert len(late) >= 3 * len([x for x in stalled.latencies_us if x >= 200_000])  # queued behind each stall
 
