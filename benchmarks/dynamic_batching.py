@@ -76,13 +76,14 @@ def build_model(hidden: int = HIDDEN) -> tuple[Any, Any]:
 
 
 def build_repository(repo: Path, hidden: int) -> None:
-    from tritonize.generator.build import FormatOptions, ModelRequest, build
+    from tritonize.generator.build import build
+from tritonize.generator.request import FormatOptions, ModelRequest
     from tritonize.generator.config_spec import DynamicBatching, InstanceGroup
 
     options = {"onnx": FormatOptions(parameters={"intra_op_thread_count": "1"})}
     requests = [
         ModelRequest(variant, f"{THIS}:build_model", kwargs={"hidden": hidden}, formats=("onnx",),
-                     max_batch_size=MAX_BATCH_SIZE, instance_groups=(InstanceGroup("cpu", instances),), version=1,
+                     max_batch_size=MAX_BATCH_SIZE, instance_group=(InstanceGroup("cpu", instances),), version=1,
                      dynamic_batching=(DynamicBatching(max_queue_delay_microseconds=QUEUE_DELAY_US) if batching
                                        else None),
                      format_options=options)

@@ -183,8 +183,10 @@ def prepare(work: Path, quick: bool, built_variants: list[str]) -> None:
     """Child process: train every model once, save its weights and evaluation data, build every variant."""
     import torch
 
-    from tritonize.generator.build import FormatOptions, ModelRequest, build, environment
-    from tritonize.generator.optimize import Quantization
+    from tritonize.generator.build import build
+    from tritonize.generator.manifest import environment
+    from tritonize.generator.request import FormatOptions, ModelRequest
+    from tritonize.generator.quantization import Quantization
 
     repo, summary = work / "repo", {"models": {}, "environment": environment(),
                                     "torch_threads": torch.get_num_threads()}

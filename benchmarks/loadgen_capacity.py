@@ -73,11 +73,12 @@ def build_model() -> tuple[Any, Any]:
 
 
 def build_repository(repo: Path) -> None:
-    from tritonize.generator.build import FormatOptions, ModelRequest, build
+    from tritonize.generator.build import build
+from tritonize.generator.request import FormatOptions, ModelRequest
     from tritonize.generator.config_spec import InstanceGroup
 
     request = ModelRequest(MODEL, f"{THIS}:build_model", formats=("onnx",), max_batch_size=MAX_BATCH_SIZE,
-                           instance_groups=(InstanceGroup("cpu", 1),), version=1,
+                           instance_group=(InstanceGroup("cpu", 1),), version=1,
                            format_options={"onnx": FormatOptions(parameters={"intra_op_thread_count": "1"})})
     build([request], repo)
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .datatypes import BY_CONFIG, DataType
+from tritonize.core.datatypes import BY_CONFIG, DataType
+
 from .errors import InvalidInputError
 
 

@@ -179,7 +179,7 @@ def output_sizes(outputs: list[Any], names: list[str], batch: int | None) -> dic
 
 
 def read_output(pool: RegionPool, handle: Any, datatype: str, shape: list[int]) -> np.ndarray:
-    from .datatypes import BY_WIRE
+    from tritonize.core.datatypes import BY_WIRE
 
     return pool.backend.read(handle, BY_WIRE[datatype].numpy, shape)
 

@@ -19,8 +19,9 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from tritonize.core.datatypes import DataType
+
 from .client import TritonClient
-from .datatypes import DataType
 from .errors import UsageError
 from .model_info import ModelInfo, TensorInfo
 

@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from .datatypes import wire_type
+from tritonize.core.datatypes import wire_type
+
 from .errors import (
     InferenceTimeoutError,
     InvalidInputError,

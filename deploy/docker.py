@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tritonize.client.errors import UsageError
+from tritonize.core.errors import UsageError
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the version of the local server
 

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonize.client.errors import TritonizeError, UsageError
+from tritonize.core import formats
+from tritonize.core.errors import TritonizeError, UsageError
+from tritonize.core.log import progress
 
-STANDINS = ("onnxruntime", "pytorch")
 CPU_CONFIG = "cpu"
-_BACKENDS_SOURCE = Path(__file__).parent / "backends"
+_STANDIN_SHIM = Path(__file__).parent / "backends" / "model.py"  # one file serves every stand-in backend
 
 
 class ServerStartError(TritonizeError):
@@ -92,9 +93,9 @@ def make_backend_dir(server_dir: Path, target: Path) -> Path:
             shutil.copy2(stub, shipped / stub.name)
     target.mkdir(parents=True)
     (target / "python").symlink_to(shipped, target_is_directory=True)
-    for name in STANDINS:
+    for name in formats.BACKENDS:
         (target / name).mkdir()
-        for source in (_BACKENDS_SOURCE / name / "model.py", shipped / "triton_python_backend_utils.py", stub):
+        for source in (_STANDIN_SHIM, shipped / "triton_python_backend_utils.py", stub):
             (target / name / source.name).symlink_to(source)
     return target
 
@@ -218,7 +219,8 @@ class LocalTriton:
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(self.command(backend_dir), stdout=log, stderr=subprocess.STDOUT,
                                                 env=_server_env(), start_new_session=True)
-            self._wait_ready()
+            with progress("starting tritonserver, loading models"):
+                self._wait_ready()
         except BaseException:
             self.stop()
             raise

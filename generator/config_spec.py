@@ -14,34 +14,13 @@ from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from tritonize.client.datatypes import BY_CONFIG
+from tritonize.core import formats
+from tritonize.core.datatypes import BY_CONFIG
 
 from .errors import SpecError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 TENSOR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
-
-BACKENDS = {"onnxruntime": "onnxruntime_onnx", "pytorch": "pytorch_libtorch"}
-DEFAULT_FILENAMES = {"onnxruntime": "model.onnx", "pytorch": "model.pt"}
-
-# Backend parameters (model-level ``parameters``) we know; values are checked where the type is known.
-_BOOL = ("true", "false")
-BACKEND_PARAMETERS: dict[str, dict[str, tuple[str, ...] | type | None]] = {
-    "pytorch": {
-        "DISABLE_OPTIMIZED_EXECUTION": _BOOL, "INFERENCE_MODE": _BOOL, "DISABLE_CUDNN": _BOOL,
-        "ENABLE_WEIGHT_SHARING": _BOOL, "ENABLE_CACHE_CLEANING": _BOOL, "ENABLE_JIT_EXECUTOR": _BOOL,
-        "ENABLE_JIT_PROFILING": _BOOL, "INTER_OP_THREAD_COUNT": int, "INTRA_OP_THREAD_COUNT": int,
-        "NUM_THREADS": int, "NUM_INTEROP_THREADS": int,
-    },
-    "onnxruntime": {
-        "intra_op_thread_count": int, "inter_op_thread_count": int, "execution_mode": ("0", "1"),
-        "enable_mem_arena": ("0", "1"), "enable_mem_pattern": ("0", "1"),
-        "memory.enable_memory_arena_shrinkage": None, "session.use_device_allocator_for_initializers": ("0", "1"),
-        "cudnn_conv_algo_search": ("0", "1", "2"), "gpu_mem_limit": int, "arena_extend_strategy": ("0", "1"),
-        "do_copy_in_default_stream": ("0", "1"),
-    },
-}
-
 
 def check_name(value: str, field_name: str, pattern: re.Pattern[str] = NAME_RE) -> str:
     """Names become directory and file names: no '/', '..', quotes or spaces."""
@@ -225,6 +204,28 @@ class VersionPolicy:
         for v in self.versions:
             _positive(v, "version_policy.specific.versions")
 
+    @classmethod
+    def from_toml(cls, value: Any, where: str) -> VersionPolicy:
+        """``{ latest = N }``, ``{ all = true }`` or ``{ specific = [versions] }`` (Triton's oneof)."""
+        if not isinstance(value, Mapping) or len(value) != 1:
+            raise SpecError(where, value, "{ latest = N } | { all = true } | { specific = [versions] }")
+        (kind, arg), = value.items()
+        if kind == "latest":
+            if isinstance(arg, bool) or not isinstance(arg, int):
+                raise SpecError(f"{where}.latest", arg, "an integer")
+            return cls("latest", num_versions=arg)
+        if kind == "all":
+            return cls("all")
+        if kind == "specific":
+            if not isinstance(arg, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in arg):
+                raise SpecError(f"{where}.specific", arg, "a list of integers")
+            return cls("specific", versions=tuple(arg))
+        raise SpecError(where, kind, "latest, all or specific")
+
+    def to_toml(self) -> dict[str, Any]:
+        return {"latest": self.num_versions} if self.policy == "latest" else \
+            {"all": True} if self.policy == "all" else {"specific": list(self.versions)}
+
     def to_proto(self, message: Any) -> None:
         if self.policy == "latest":
             message.latest.num_versions = self.num_versions
@@ -343,7 +344,8 @@ def check_scheduling(max_batch_size: int, dynamic: DynamicBatching | None, seque
 
 def check_backend_options(backend: str, parameters: Mapping[str, str], optimization: Optimization) -> None:
     """Backend parameters must be ones the backend knows, with valid values; accelerators must fit it."""
-    known = BACKEND_PARAMETERS[backend]
+    spec = formats.get_backend(backend)
+    known = spec.parameters
     for key, value in parameters.items():
         if key not in known:
             raise SpecError(f"parameters.{key}", value,
@@ -358,10 +360,11 @@ def check_backend_options(backend: str, parameters: Mapping[str, str], optimizat
     if optimization.cuda_graphs:
         raise SpecError("optimization.cuda_graphs", True,
                         f"false for backend '{backend}' (CUDA graphs are only recognized by tensorrt)")
-    if backend != "onnxruntime" and (optimization.tensorrt or optimization.openvino or
-                                     optimization.graph_level is not None):
+    if not spec.accelerators and (optimization.tensorrt or optimization.openvino or
+                                  optimization.graph_level is not None):
+        takes = [b.name for b in formats.BACKENDS.values() if b.accelerators]
         raise SpecError("optimization", "tensorrt/openvino/graph_level",
-                        f"execution accelerators only for backend onnxruntime, not '{backend}'")
+                        f"execution accelerators only for backend {' or '.join(takes)}, not '{backend}'")
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ class ModelConfigSpec:
     outputs: tuple[TensorConfig, ...]
     dynamic_batching: DynamicBatching | None = None
     sequence_batching: SequenceBatching | None = None
-    instance_groups: tuple[InstanceGroup, ...] = ()
+    instance_group: tuple[InstanceGroup, ...] = ()
     version_policy: VersionPolicy | None = None
     warmup: tuple[Warmup, ...] = ()
     response_cache: bool = False
@@ -383,9 +386,9 @@ class ModelConfigSpec:
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")
-        _choice(self.backend, "backend", tuple(BACKENDS))
+        formats.get_backend(self.backend)
         _positive(self.max_batch_size, "max_batch_size", allow_zero=True)
-        for attr in ("inputs", "outputs", "instance_groups", "warmup"):
+        for attr in ("inputs", "outputs", "instance_group", "warmup"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         if not self.inputs or not self.outputs:
             raise SpecError("inputs" if not self.inputs else "outputs", [], "at least one tensor")
@@ -407,11 +410,11 @@ class ModelConfigSpec:
 
     @property
     def platform(self) -> str:
-        return BACKENDS[self.backend]
+        return formats.BACKENDS[self.backend].platform
 
     @property
     def model_filename(self) -> str:
-        return self.default_model_filename or DEFAULT_FILENAMES[self.backend]
+        return self.default_model_filename or formats.BACKENDS[self.backend].default_filename
 
     def _check_pytorch_names(self) -> None:
         for i, out in enumerate(self.outputs):
@@ -430,7 +433,7 @@ class ModelConfigSpec:
             self.dynamic_batching.to_proto(m.dynamic_batching)
         if self.sequence_batching is not None:
             self.sequence_batching.to_proto(m.sequence_batching)
-        for g in self.instance_groups:
+        for g in self.instance_group:
             g.to_proto(m.instance_group.add())
         if self.version_policy is not None:
             self.version_policy.to_proto(m.version_policy)

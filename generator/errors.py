@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tritonize.client.errors import SpecError, TritonizeError, UsageError
+from tritonize.core.errors import ModelLoadError, SourceError, SpecError, TritonizeError, UsageError
 
 __all__ = [
     "ExportError",
@@ -15,14 +15,6 @@ __all__ = [
     "TritonizeError",
     "UsageError",
 ]
-
-
-class SourceError(UsageError):
-    """The model source cannot be found or is not what was expected (exit 2)."""
-
-
-class ModelLoadError(TritonizeError):
-    """The user's callable or file raised while building or loading the model."""
 
 
 class ExportError(TritonizeError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tritonize.client.datatypes import DataType, from_numpy, parse_data_type
+from tritonize.core.datatypes import DataType, from_numpy, parse_data_type
 
 from .config_spec import TENSOR_NAME_RE, TensorConfig, check_name
 from .errors import SpecError
@@ -27,7 +27,7 @@ class DeclaredTensor:
     name: str
     dtype: str | None = None
     dims: tuple[int, ...] | None = None
-    value_range: tuple[int, int] | None = None  # [low, high) for synthesized integer inputs
+    range: tuple[int, int] | None = None  # [low, high) for synthesized integer inputs
 
     def __post_init__(self) -> None:
         check_name(self.name, f"inputs.{self.name}", TENSOR_NAME_RE)
@@ -38,10 +38,10 @@ class DeclaredTensor:
             object.__setattr__(self, "dims", dims)
             if any(isinstance(d, bool) or not isinstance(d, int) or d == 0 or d < -1 for d in dims):
                 raise SpecError(f"inputs.{self.name}.dims", list(dims), "sizes >= 1 or -1 ([] for a scalar per sample)")
-        if self.value_range is not None:
-            low, high = self.value_range
+        if self.range is not None:
+            low, high = self.range
             if not high > low:
-                raise SpecError(f"inputs.{self.name}.range", list(self.value_range), "[low, high) with high > low")
+                raise SpecError(f"inputs.{self.name}.range", list(self.range), "[low, high) with high > low")
 
     @classmethod
     def parse(cls, text: str) -> DeclaredTensor:
@@ -100,7 +100,7 @@ def infer_inputs(
             if decl.dtype is None or decl.dims is None:
                 raise SpecError(f"inputs.{name}", "no example input and no declared dtype/dims",
                                 "example inputs from the model callable, or --input NAME:DTYPE:DIMS")
-            result.append(TensorIO(name, parse_data_type(decl.dtype), decl.dims, decl.value_range))
+            result.append(TensorIO(name, parse_data_type(decl.dtype), decl.dims, decl.range))
             continue
         if batching and example.ndim == 0:
             raise SpecError(f"inputs.{name}", "a scalar example", "a batch whose first dimension is the batch")
@@ -115,7 +115,7 @@ def infer_inputs(
                                 f"dims agreeing with the example input {list(dims)} (batch dim excluded: "
                                 f"{batching}); use -1 for variable dims")
             dims = decl.dims
-        result.append(TensorIO(name, dtype, dims, decl.value_range))
+        result.append(TensorIO(name, dtype, dims, decl.range))
     return result
 
 

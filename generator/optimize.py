@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import copy
 import gzip
-import importlib
 import logging
 import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,42 +28,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from tritonize.core.loader import load_callable, summary
+from tritonize.core.log import logger, progress
+
 from .errors import ModelLoadError, SpecError, TritonizeError
+from .quantization import QUANTIZABLE_MODULES, Quantization
 from .runners import Runner
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 MIN_CALIBRATION_SAMPLES = 32
+_log = logger(__name__)
 TORCH_QUANTIZABLE = {"Linear": torch.nn.Linear, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}
+assert set(TORCH_QUANTIZABLE) == set(QUANTIZABLE_MODULES)
 
 
 class AccuracyError(TritonizeError):
     """An optimized artifact lost more accuracy (or agreement) than its budget allows."""
-
-
-@dataclass(frozen=True)
-class Quantization:
-    method: str = "dynamic"  # onnx-int8: dynamic | static; torchscript-int8: dynamic
-    per_channel: bool = False
-    op_types: tuple[str, ...] = ()  # ONNX op types to quantize (empty: default_op_types(method))
-    nodes_to_exclude: tuple[str, ...] = ()
-    calibration: str = "minmax"  # static: minmax | entropy | percentile
-    calibration_samples: int = 128
-    calibration_data: str | None = None  # .npz of input arrays, or "module:function" yielding input dicts
-    modules: tuple[str, ...] = ("Linear", "LSTM", "GRU")  # torchscript-int8: module types to quantize
-
-    def __post_init__(self) -> None:
-        if self.method not in ("dynamic", "static"):
-            raise SpecError("quantization.method", self.method, "dynamic or static")
-        if self.calibration not in CALIBRATION_METHODS:
-            raise SpecError("quantization.calibration", self.calibration, "one of " + ", ".join(CALIBRATION_METHODS))
-        if isinstance(self.calibration_samples, bool) or self.calibration_samples < 1:
-            raise SpecError("quantization.calibration_samples", self.calibration_samples, "an integer >= 1")
-        for name in self.modules:
-            if name not in TORCH_QUANTIZABLE:
-                raise SpecError("quantization.modules", name, "Linear, LSTM or GRU")
-        object.__setattr__(self, "op_types", tuple(self.op_types))
-        object.__setattr__(self, "nodes_to_exclude", tuple(self.nodes_to_exclude))
-        object.__setattr__(self, "modules", tuple(self.modules))
 
 
 @dataclass
@@ -122,18 +100,24 @@ def prune_module(module: torch.nn.Module, amount: float) -> tuple[torch.nn.Modul
 # --- quantization -------------------------------------------------------------------------------------------
 
 
+class _FromOnnxRuntime(logging.Filter):
+    """onnxruntime.quantization logs advice through the root logger's functions; drop just those records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"{os.sep}onnxruntime{os.sep}" not in record.pathname
+
+
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """Quantization APIs print deprecation notes and advice on the root logger; keep the build's output ours."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    """Keep the build's output ours: no deprecation notes, no onnxruntime advice (the host's logging untouched)."""
+    drop = _FromOnnxRuntime()
+    logging.getLogger().addFilter(drop)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.setLevel(level)
+        logging.getLogger().removeFilter(drop)
 
 
 def quantize_torch_module(module: torch.nn.Module, q: Quantization) -> torch.nn.Module:
@@ -197,7 +181,7 @@ def _preprocess(fp32: Path) -> tuple[Path, str]:
                 quant_pre_process(str(fp32), str(out), skip_symbolic_shape=skip_symbolic)
                 return out, what
             except Exception as exc:
-                failure = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                failure = summary(exc)
     return fp32, f"not pre-processed ({failure})"
 
 
@@ -231,16 +215,12 @@ def load_npz(path: str, field_name: str) -> dict[str, np.ndarray]:
 
 
 def call_ref(ref: str, field_name: str) -> Any:
-    """Call ``module:function`` (no arguments) and return what it returns."""
-    module_name, _, attr = ref.rpartition(":")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError):
-        raise SpecError(field_name, ref, "an .npz file or an importable 'module:function'") from None
+    """Call ``module:function`` or ``file.py:function`` (no arguments) and return what it returns."""
+    fn = load_callable(ref, field_name)
     try:
         return fn()
     except Exception as exc:
-        raise ModelLoadError(f"{field_name} {ref!r} raised {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(f"{field_name} {ref!r} raised {summary(exc)}") from exc
 
 
 def load_samples(ref: str) -> Iterable[Mapping[str, Any]]:
@@ -252,18 +232,21 @@ def load_samples(ref: str) -> Iterable[Mapping[str, Any]]:
 
 
 def calibration_batches(source: Iterable[Mapping[str, Any]], input_names: list[str], wanted: int,
-                        log: Callable[[str], None], label: str) -> list[dict[str, np.ndarray]]:
+                        label: str) -> list[dict[str, np.ndarray]]:
     """Batches of about ``wanted`` samples in total; a warning when there are too few to calibrate."""
     batches, count = [], 0
-    for raw in source:
-        batch = {n: np.asarray(raw[n].detach().numpy() if hasattr(raw[n], "detach") else raw[n])
-                 for n in input_names}
-        batches.append(batch)
-        count += len(next(iter(batch.values())))
-        if count >= wanted:
-            break
+    with progress(f"[{label}] calibration samples", total=wanted) as bar:
+        for raw in source:
+            batch = {n: np.asarray(raw[n].detach().numpy() if hasattr(raw[n], "detach") else raw[n])
+                     for n in input_names}
+            batches.append(batch)
+            size = len(next(iter(batch.values())))
+            count += size
+            bar.advance(size)
+            if count >= wanted:
+                break
     if count < MIN_CALIBRATION_SAMPLES:
-        log(f"[{label}] warning: {count} calibration samples (fewer than {MIN_CALIBRATION_SAMPLES}): activation "
+        _log.warning(f"[{label}] {count} calibration samples (fewer than {MIN_CALIBRATION_SAMPLES}): activation "
             "ranges may not represent real inputs")
     return batches
 

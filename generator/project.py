@@ -15,26 +15,27 @@ versions. Every key is checked; an unknown or mistyped one is a ``SpecError`` na
     parameters = { intra_op_thread_count = "2" }
     tolerance = { atol = 1e-4 }
     optimization = { tensorrt = { precision_mode = "FP16" } }
+
+A model's table is ``ModelRequest``'s fields by name (``request_from_table``); ``request_to_table`` writes a
+request back, and the manifest records that table, so ``build --from-manifest`` rebuilds the same model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build import ALL_FORMATS, INT8_FORMATS, FormatOptions, ModelRequest
-from .config_spec import DynamicBatching, InstanceGroup, Optimization, SequenceBatching, VersionPolicy
+from tritonize.core import formats
+
 from .errors import SpecError
-from .export import FORMATS
 from .io_spec import DeclaredTensor
-from .optimize import Quantization
-from .verify import DEFAULT_TOLERANCES, Tolerance
+from .request import FormatOptions, ModelRequest
+from .toml_form import convert, from_table, to_table, to_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,164 +51,77 @@ class Project:
     template_dir: Path | None = None
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    """Check and convert one TOML value to the annotated type ``tp``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], where)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise SpecError(where, value, f"a table of {tp.__name__} fields")
-        return from_table(tp, value, where)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise SpecError(where, value, "a list")
-        return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (Mapping, dict, typing.Mapping):
-        if not isinstance(value, Mapping):
-            raise SpecError(where, value, "a table")
-        key_type, value_type = args
-        out = {}
-        for k, v in value.items():
-            if key_type is int and not str(k).isdigit():
-                raise SpecError(f"{where}.{k}", k, "an integer key")
-            out[key_type(k)] = _convert(v, value_type, f"{where}.{k}")
-        return out
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool) and (type(value) is not tp):
-        raise SpecError(where, value, _TYPE_NAMES[tp])
-    return value
-
-
-def from_table(cls: Any, table: Mapping[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from a TOML table; unknown keys and wrong types name their path."""
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls) if f.init]
-    kwargs = {}
-    for key, value in table.items():
-        if key not in known:
-            raise SpecError(f"{where}.{key}", value, f"one of the keys {', '.join(known)}")
-        kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
-    try:
-        return cls(**kwargs)
-    except SpecError as exc:
-        raise exc.within(where) from None
-    except TypeError as exc:
-        raise SpecError(where, dict(table), f"the required keys of {cls.__name__} ({exc})") from None
-
-
-def _version_policy(value: Any, where: str) -> VersionPolicy:
-    if not isinstance(value, Mapping) or len(value) != 1:
-        raise SpecError(where, value, "{ latest = N } | { all = true } | { specific = [versions] }")
-    (kind, arg), = value.items()
-    if kind == "latest":
-        return VersionPolicy("latest", num_versions=_convert(arg, int, f"{where}.latest"))
-    if kind == "all":
-        return VersionPolicy("all")
-    if kind == "specific":
-        return VersionPolicy("specific", versions=_convert(arg, tuple[int, ...], f"{where}.specific"))
-    raise SpecError(where, kind, "latest, all or specific")
-
-
-def _format_options(fmt: str, table: Mapping[str, Any], where: str, base: Path) -> FormatOptions:
-    known = {"parameters", "tolerance", "optimization", "accuracy_budget"}
-    known |= {"opset"} if fmt.startswith("onnx") else set()
-    known |= {"quantization"} if fmt in INT8_FORMATS else set()
-    for key in table:
-        if key not in known:
-            raise SpecError(f"{where}.{key}", table[key], "one of the keys " + ", ".join(sorted(known)))
-    tolerance = None
-    if "tolerance" in table:
-        merged = {**dataclasses.asdict(DEFAULT_TOLERANCES[INT8_FORMATS.get(fmt, fmt)]), **table["tolerance"]}
-        tolerance = from_table(Tolerance, merged, f"{where}.tolerance")
-    try:
-        return FormatOptions(
-            tolerance=tolerance,
-            parameters=_convert(table.get("parameters", {}), Mapping[str, str], f"{where}.parameters"),
-            optimization=from_table(Optimization, table.get("optimization", {}), f"{where}.optimization"),
-            opset=_convert(table.get("opset", FormatOptions.opset), int, f"{where}.opset"),
-            quantization=_quantization(table["quantization"], f"{where}.quantization", base)
-            if "quantization" in table else None,
-            accuracy_budget=_convert(table.get("accuracy_budget", FormatOptions.accuracy_budget), float,
-                                     f"{where}.accuracy_budget"),
-        )
-    except SpecError as exc:
-        raise exc.within(where) from None
-
-
-_MODEL_KEYS = {
-    "source", "formats", "kwargs", "inputs", "outputs", "example_inputs", "max_batch_size", "dynamic_batching",
-    "sequence_batching", "instance_group", "version", "version_policy", "warmup_batch_sizes", "response_cache",
-    "labels", "default_model_filename", "script", "prune", "evaluation", *ALL_FORMATS,
-}
-
-
-def model_request(name: str, table: Mapping[str, Any], base: Path, where: str) -> ModelRequest:
-    for key in table:
-        if key not in _MODEL_KEYS:
-            raise SpecError(f"{where}.{key}", table[key], "one of the keys " + ", ".join(sorted(_MODEL_KEYS)))
-    if "source" not in table:
-        raise SpecError(f"{where}.source", None, "'package.module:function' or a .pt/.onnx path")
-
-    def get(key: str, tp: Any, default: Any = None) -> Any:
-        return _convert(table[key], tp, f"{where}.{key}") if key in table else default
-
-    def table_of(key: str, cls: Any) -> Any:
-        return from_table(cls, table[key], f"{where}.{key}") if key in table else None
-
-    source = get("source", str)
-    if source.endswith((".pt", ".onnx")) or ".py:" in source:
-        source = str(base / source)
-    inputs = tuple(
-        from_table(DeclaredTensor, {"name": input_name, **{("value_range" if k == "range" else k): v
-                                                            for k, v in spec.items()}},
-                   f"{where}.inputs.{input_name}")
-        for input_name, spec in get("inputs", Mapping[str, Mapping[str, Any]], {}).items())
-    batching = table.get("dynamic_batching", False)
-    try:
-        return ModelRequest(
-            name=name,
-            source=source,
-            formats=get("formats", tuple[str, ...], FORMATS),
-            kwargs=get("kwargs", Mapping[str, Any], {}),
-            inputs=inputs,
-            output_names=get("outputs", tuple[str, ...]),
-            example_inputs=base / get("example_inputs", str) if "example_inputs" in table else None,
-            max_batch_size=get("max_batch_size", int, ModelRequest.max_batch_size),
-            dynamic_batching=None if batching is False else from_table(
-                DynamicBatching, {} if batching is True else batching, f"{where}.dynamic_batching"),
-            sequence_batching=table_of("sequence_batching", SequenceBatching),
-            instance_groups=get("instance_group", tuple[InstanceGroup, ...], ()),
-            version=get("version", int),
-            version_policy=_version_policy(table["version_policy"], f"{where}.version_policy")
-            if "version_policy" in table else None,
-            warmup_batch_sizes=get("warmup_batch_sizes", tuple[int, ...]),
-            response_cache=get("response_cache", bool, False),
-            labels=base / get("labels", str) if "labels" in table else None,
-            default_model_filename=get("default_model_filename", str),
-            script=get("script", bool, False),
-            prune=get("prune", float),
-            evaluation=_relative(get("evaluation", str), base),
-            format_options={fmt: _format_options(fmt, get(fmt, Mapping[str, Any]), f"{where}.{fmt}", base)
-                            for fmt in ALL_FORMATS if fmt in table},
-        )
-    except SpecError as exc:
-        raise exc.within(where) from None
-
-
-def _quantization(table: Any, where: str, base: Path) -> Quantization:
-    q = from_table(Quantization, table, where)
-    return dataclasses.replace(q, calibration_data=_relative(q.calibration_data, base))
+_FIELDS = [f.name for f in dataclasses.fields(ModelRequest) if f.name not in ("name", "format_options")]
+_FILES = ("example_inputs", "labels")  # paths relative to the spec
+_FORMAT_KEYS = ("parameters", "tolerance", "optimization", "accuracy_budget")
 
 
 def _relative(ref: str | None, base: Path) -> str | None:
     """Files named in the spec are relative to it; ``module:function`` references stay as they are."""
-    return str(base / ref) if ref and ref.endswith(".npz") else ref
+    if ref and (ref.endswith((".npz", ".pt", ".onnx")) or ".py:" in ref):
+        return str(base / ref)
+    return ref
+
+
+def _format_options(fmt: str, table: Any, where: str, base: Path) -> FormatOptions:
+    known = [*_FORMAT_KEYS, *formats.FORMATS[fmt].options]
+    table = dict(convert(table, Mapping[str, Any], where))
+    if "tolerance" in table:  # a partial tolerance keeps the format's defaults for the rest
+        default = dataclasses.asdict(formats.FORMATS[fmt].tolerance)
+        table["tolerance"] = {**default, **convert(table["tolerance"], Mapping[str, Any], f"{where}.tolerance")}
+    if isinstance(table.get("quantization"), Mapping) and "calibration_data" in table["quantization"]:
+        quantization = dict(table["quantization"])
+        quantization["calibration_data"] = _relative(quantization["calibration_data"], base)
+        table["quantization"] = quantization
+    options: FormatOptions = from_table(FormatOptions, table, where, known)
+    return options
+
+
+def request_from_table(name: str, table: Mapping[str, Any], base: Path, where: str) -> ModelRequest:
+    """A ``[models.<name>]`` table as a request; files it names are relative to ``base``."""
+    known = [*_FIELDS, *formats.FORMATS]
+    data: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise SpecError(f"{where}.{key}", value, "one of the keys " + ", ".join(sorted(known)))
+        if key not in formats.FORMATS:
+            data[key] = value
+    if "source" not in data:
+        raise SpecError(f"{where}.source", None, "'package.module:function' or a .pt/.onnx path")
+    data["source"] = _relative(convert(data["source"], str, f"{where}.source"), base)
+    data["evaluation"] = _relative(convert(data.get("evaluation"), str, f"{where}.evaluation")
+                                   if "evaluation" in data else None, base)
+    for key in _FILES:
+        if key in data:
+            data[key] = str(base / convert(data[key], str, f"{where}.{key}"))
+    if "inputs" in data:  # a table keyed by input name
+        inputs = convert(data["inputs"], Mapping[str, Mapping[str, Any]], f"{where}.inputs")
+        data["inputs"] = [from_table(DeclaredTensor, {"name": input_name, **spec}, f"{where}.inputs.{input_name}")
+                          for input_name, spec in inputs.items()]
+    if data.get("dynamic_batching") is True:
+        data["dynamic_batching"] = {}
+    elif data.get("dynamic_batching") is False:
+        del data["dynamic_batching"]
+    data = {k: v for k, v in data.items() if v is not None}
+    try:
+        options = {fmt: _format_options(fmt, table[fmt], f"{where}.{fmt}", base)
+                   for fmt in formats.FORMATS if fmt in table}
+        request = from_table(ModelRequest, {"name": name, **data}, where)
+        return dataclasses.replace(request, format_options=options) if options else request
+    except SpecError as exc:
+        raise exc.within(where) from None
+
+
+def request_to_table(req: ModelRequest) -> dict[str, Any]:
+    """The ``[models.<name>]`` table that ``request_from_table`` reads back as an equal request."""
+    table = to_table(req, skip=("name", "format_options", "inputs"))
+    if req.inputs:
+        table["inputs"] = {t.name: to_table(t, skip=("name",)) for t in req.inputs}
+    for fmt, opts in req.format_options.items():
+        table[fmt] = to_table(opts)
+        if opts.tolerance is not None:
+            table[fmt]["tolerance"] = to_value(opts.tolerance)
+    return table
 
 
 def load_project(path: Path | str) -> Project:
@@ -222,13 +136,35 @@ def load_project(path: Path | str) -> Project:
         if key not in ("repository", "template_dir", "models"):
             raise SpecError(key, data[key], "one of the keys repository, template_dir, models")
     base = path.parent
-    models = _convert(data.get("models", {}), Mapping[str, Mapping[str, Any]], "models")
+    models = convert(data.get("models", {}), Mapping[str, Mapping[str, Any]], "models")
     if not models:
         raise SpecError("models", {}, "at least one [models.<name>] table")
     template_dir = data.get("template_dir")
     return Project(
         path=path,
-        repository=base / _convert(data.get("repository", "."), str, "repository"),
-        models=tuple(model_request(name, table, base, f"models.{name}") for name, table in models.items()),
-        template_dir=base / _convert(template_dir, str, "template_dir") if template_dir else None,
+        repository=base / convert(data.get("repository", "."), str, "repository"),
+        models=tuple(request_from_table(name, table, base, f"models.{name}") for name, table in models.items()),
+        template_dir=base / convert(template_dir, str, "template_dir") if template_dir else None,
     )
+
+
+def requests_from_manifests(path: Path) -> list[ModelRequest]:
+    """The requests recorded in a model's ``tritonize-manifest.json``, or in every manifest of a repository
+    (one request per model name: its formats share it)."""
+    from .writer import MANIFEST
+
+    files = [path] if path.is_file() else sorted(path.glob(f"*/{MANIFEST}"))
+    if not files:
+        raise SpecError("--from-manifest", str(path), f"a {MANIFEST} file or a repository holding some")
+    requests: dict[str, ModelRequest] = {}
+    for file in files:
+        try:
+            manifest = json.loads(file.read_text())
+            recorded = manifest["request"]
+            name = recorded["name"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SpecError("--from-manifest", str(file), f"a tritonize manifest with a request ({exc!r})") from None
+        if name not in requests:
+            table = {k: v for k, v in recorded.items() if k != "name"}
+            requests[name] = request_from_table(name, table, Path("."), f"{file}:request")
+    return list(requests.values())

@@ -8,10 +8,7 @@ one that stays in training mode is refused.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tritonize.client.datatypes import from_numpy
+from tritonize.core.datatypes import from_numpy
+from tritonize.core.loader import load_callable
 
 from .errors import ModelLoadError, SourceError, SpecError
 from .io_spec import DeclaredTensor, SampleFactory, TensorIO, infer_inputs, model_dims
@@ -61,34 +59,6 @@ class LoadedModel:
     labels: list[str] | None = None
     evaluation: Callable[[], tuple[Mapping[str, Any], Any]] | None = None
     calibration: Callable[[], Iterable[Mapping[str, Any]]] | None = None
-
-
-def _import_callable(ref: str) -> Callable[..., Any]:
-    module_name, _, attr = ref.rpartition(":")
-    if not module_name or not attr:
-        raise SourceError("source", ref, "'package.module:function', 'file.py:function', or a .pt/.onnx file")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise SourceError("source", ref, f"an existing Python file ({path} not found)")
-            spec = importlib.util.spec_from_file_location(path.stem, path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[path.stem] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    except SourceError:
-        raise
-    except ModuleNotFoundError as exc:
-        raise SourceError("source", ref, f"an importable module ({exc})") from None
-    except Exception as exc:
-        raise ModelLoadError(f"source {ref!r}: importing {module_name} raised {type(exc).__name__}: {exc}") from exc
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise SourceError("source", ref, f"a callable named {attr!r} in {module_name}")
-    return fn
 
 
 def _bundle(result: Any, ref: str) -> ModelBundle:
@@ -153,7 +123,7 @@ def _infer_outputs(loaded: LoadedModel, output_names: list[str] | None) -> None:
     first, second = runs
     names = output_names or loaded.output_keys or [f"OUTPUT__{i}" for i in range(len(first))]
     if len(names) != len(first):
-        raise SpecError("output_names", names, f"{len(first)} names, one per model output")
+        raise SpecError("outputs", names, f"{len(first)} names, one per model output")
     outputs = []
     for name, a, b in zip(names, first, second):
         for arr, size in zip((a, b), sizes):
@@ -194,7 +164,7 @@ def load_source(
             raise ModelLoadError(f"source {source!r}: torch.jit.load failed: {exc}") from exc
         return _from_module(module, ModelBundle(module, examples_from_file), "torchscript", digest, batching,
                             declared, output_names)
-    fn = _import_callable(source)
+    fn = load_callable(source, "source")
     try:
         result = fn(**dict(kwargs or {}))
     except TypeError as exc:
@@ -213,7 +183,7 @@ def _from_module(module: torch.nn.Module, bundle: ModelBundle, kind: str, digest
     force_eval(module, digest.get("ref") or digest.get("path", ""))
     for name, dims in bundle.input_dims.items():
         old = declared.get(name, DeclaredTensor(name))
-        declared[name] = DeclaredTensor(name, old.dtype, old.dims or tuple(dims), old.value_range)
+        declared[name] = DeclaredTensor(name, old.dtype, old.dims or tuple(dims), old.range)
     count = len(bundle.example_inputs) if isinstance(bundle.example_inputs, (tuple, list, Mapping)) else 1
     names = forward_names(module, count)
     examples = _examples_as_dict(bundle.example_inputs, names)
@@ -259,7 +229,7 @@ def _load_onnx(path: Path, digest: dict[str, Any], batching: bool, declared: dic
         raise ModelLoadError(f"source {str(path)!r}: onnx.load failed: {exc}") from exc
     initializers = {i.name for i in graph.initializer}
     if output_names and output_names != [o.name for o in graph.output]:
-        raise SpecError("output_names", output_names, f"the ONNX graph's names {[o.name for o in graph.output]}")
+        raise SpecError("outputs", output_names, f"the ONNX graph's names {[o.name for o in graph.output]}")
     inputs = []
     for value in graph.input:
         if value.name in initializers:
@@ -275,7 +245,7 @@ def _load_onnx(path: Path, digest: dict[str, Any], batching: bool, declared: dic
                                       any(g != -1 and d != g for d, g in zip(decl.dims, graph_dims))):
             raise SpecError(f"inputs.{value.name}.dims", list(decl.dims),
                             f"dims agreeing with the graph {list(graph_dims)}")
-        inputs.append(TensorIO(value.name, dtype, decl.dims or graph_dims, decl.value_range))
+        inputs.append(TensorIO(value.name, dtype, decl.dims or graph_dims, decl.range))
     unknown = sorted(set(declared) - {i.name for i in inputs})
     if unknown:
         names = ", ".join(i.name for i in inputs)

@@ -15,33 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ExportError, ParityError, SpecError
-from .export import Artifact
+from tritonize.core.formats import Tolerance
+from tritonize.core.loader import summary
+
+from .errors import ExportError, ParityError
+from .exporters import Artifact
 from .source import LoadedModel
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float
-    rtol: float
-    min_cosine: float
-    min_argmax_agreement: float
-
-    def __post_init__(self) -> None:
-        for name in ("atol", "rtol"):
-            if getattr(self, name) < 0:
-                raise SpecError(f"tolerance.{name}", getattr(self, name), "a number >= 0")
-        for name in ("min_cosine", "min_argmax_agreement"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise SpecError(f"tolerance.{name}", getattr(self, name), "a number in [0, 1]")
-
-
-DEFAULT_TOLERANCES = {
-    # Same kernels as eager: differences come only from graph rewrites.
-    "torchscript": Tolerance(atol=1e-5, rtol=1e-4, min_cosine=0.99999, min_argmax_agreement=1.0),
-    # onnxruntime fuses and reorders float ops.
-    "onnx": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999, min_argmax_agreement=0.99),
-}
 
 
 @dataclass
@@ -123,11 +102,6 @@ def _metrics(name: str, got: list[np.ndarray], ref: list[np.ndarray], tol: Toler
     return OutputParity(name, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), cosine, agreement)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
-
-
 def _run(artifact: Artifact, batch: dict[str, np.ndarray], size: int, export_size: int | None) -> list[np.ndarray]:
     """Run at a batch size other than the export's; failing there means the batch size was baked in."""
     try:
@@ -135,7 +109,7 @@ def _run(artifact: Artifact, batch: dict[str, np.ndarray], size: int, export_siz
     except Exception as exc:
         raise ExportError(
             f"{artifact.format} artifact fails at batch {size} although it ran at batch {export_size}: the "
-            f"{artifact.method} baked the batch size in? ({_first_line(exc)}). Use x.size(0) or x.flatten(1), not a "
+            f"{artifact.method} baked the batch size in? ({summary(exc)}). Use x.size(0) or x.flatten(1), not a "
             "constant or int(x.shape[0])") from exc
     for name, arr in zip(artifact.output_names, out):
         if export_size is not None and (arr.ndim == 0 or arr.shape[0] != size):
@@ -166,7 +140,7 @@ def verify(model: str, loaded: LoadedModel, artifact: Artifact, tol: Tolerance, 
     try:
         artifact.runner(loaded.example_batch)
     except Exception as exc:
-        raise ExportError(f"{label} raised on the inputs it was exported with: {_first_line(exc)}") from exc
+        raise ExportError(f"{label} raised on the inputs it was exported with: {summary(exc)}") from exc
     export_size = len(next(iter(loaded.example_batch.values()))) if batching else None
     sizes = sorted({min(s, max_batch_size) for s in (1, 3, 8)} - {export_size} or {1}) if batching else [1, 1]
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from tritonize.core.log import logger
+from tritonize.core.text import Table
 
 from ..client import TritonClient
 from ..errors import UsageError
@@ -71,7 +74,7 @@ def _engine(request: BenchRequest) -> str:
     return "perf_analyzer" if find_perf_analyzer() else "builtin"
 
 
-def run_benchmark(request: BenchRequest, progress: Callable[[str], None] = lambda _: None) -> BenchResult:
+def run_benchmark(request: BenchRequest) -> BenchResult:
     engine = _engine(request)
     if engine == "builtin" and request.shared_memory != "none":
         raise UsageError("--shared-memory: only with --engine perf_analyzer (the built-in generator sends tensors "
@@ -85,26 +88,26 @@ def run_benchmark(request: BenchRequest, progress: Callable[[str], None] = lambd
         before = prometheus.scrape(metrics_url)
         unmeasured: dict[float, str] = {}
         if engine == "builtin":
-            rows = _builtin(request, client, info, progress)
+            rows = _builtin(request, client, info)
         else:
-            rows, unmeasured = _perf_analyzer(request, progress)
+            rows, unmeasured = _perf_analyzer(request)
         after = prometheus.scrape(metrics_url)
     return BenchResult(engine, rows, prometheus.summarize(before, after, request.model), config, server,
                        unmeasured)
 
 
-Progress = Callable[[str], None]
+_log = logger(__name__)
 
 
-def _builtin(request: BenchRequest, client: TritonClient, info: Any, progress: Progress) -> list[LevelResult]:
+def _builtin(request: BenchRequest, client: TritonClient, info: Any) -> list[LevelResult]:
     inputs = make_inputs(info, request.settings.batch_size, request.shapes, request.input_data)
     endpoint = client.endpoint
     target = Target(f"{endpoint.protocol}://{endpoint.address}", endpoint.protocol, request.model, request.version,
                     inputs, request.mode, request.distribution)
-    return [measure_level(target, level, request.settings, client, progress) for level in request.levels]
+    return [measure_level(target, level, request.settings, client) for level in request.levels]
 
 
-def _perf_analyzer(request: BenchRequest, progress: Progress) -> tuple[list[LevelResult], dict[float, str]]:
+def _perf_analyzer(request: BenchRequest) -> tuple[list[LevelResult], dict[float, str]]:
     """perf_analyzer writes no row for a level that does not stabilise and stops the sweep there: those
     levels come back as ``unmeasured`` with the reason."""
     from .perf_analyzer import PerfAnalyzerOptions, run
@@ -120,7 +123,7 @@ def _perf_analyzer(request: BenchRequest, progress: Progress) -> tuple[list[Leve
         model_version=request.version)
     workdir = Path(tempfile.mkdtemp(prefix="tritonize-pa-"))
     try:
-        progress(f"perf_analyzer: {request.mode} {', '.join(f'{x:g}' for x in request.levels)}")
+        _log.info(f"perf_analyzer: {request.mode} {', '.join(f'{x:g}' for x in request.levels)}")
         result = run(options, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -131,18 +134,18 @@ def _perf_analyzer(request: BenchRequest, progress: Progress) -> tuple[list[Leve
     return list(result.rows), unmeasured
 
 
-def table(rows: Sequence[LevelResult]) -> str:
-    """The printed summary: one line per level."""
+def table(rows: Sequence[LevelResult]) -> Table:
+    """The printed summary: one line per level (times in ms)."""
     level = "concurrency" if rows and rows[0].mode == "concurrency" else "rate/s"
-    header = (level, "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "avg ms", "queue ms", "compute ms",
-              "errors", "stable")
-    lines: list[tuple[str, ...]] = [header]
+    ms = "{:.2f}".format
+    result = Table((level, "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "avg ms", "queue ms", "compute ms",
+                    "errors", "stable"), right=True,
+                   formats={level: "{:g}".format, "infer/s": "{:,.1f}".format, "p50 ms": ms, "p90 ms": ms,
+                            "p95 ms": ms, "p99 ms": ms, "avg ms": ms, "queue ms": ms, "compute ms": ms,
+                            "stable": lambda s: "yes" if s else "NO"})
     for r in rows:
         compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
-        lines.append((f"{r.level:g}", f"{r.throughput:,.1f}",
-                      *(f"{r.percentiles_us[p] / 1e3:.2f}" for p in (50, 90, 95, 99)),
-                      "n/a" if r.avg_us is None else f"{r.avg_us / 1e3:.2f}",
-                      f"{r.server_queue_us / 1e3:.2f}", f"{compute / 1e3:.2f}", str(r.errors),
-                      "yes" if r.stable else "NO"))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
+        result.add(r.level, r.throughput, *(r.percentiles_us[p] / 1e3 for p in (50, 90, 95, 99)),
+                   None if r.avg_us is None else r.avg_us / 1e3, r.server_queue_us / 1e3, compute / 1e3, r.errors,
+                   r.stable)
+    return result

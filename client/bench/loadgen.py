@@ -72,7 +72,7 @@ async def _request(client: Any, module: Any, target: Target, start: float, emit:
 
 
 def _wire(array: np.ndarray) -> str:
-    from ..datatypes import wire_type
+    from tritonize.core.datatypes import wire_type
 
     return wire_type(array.dtype)
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from tritonize.core.log import logger, progress
+from tritonize.core.stats import percentile
 
 from ..client import TritonClient
 from ..errors import UsageError
@@ -45,13 +48,6 @@ class Settings:
             raise UsageError(f"workers: got {self.workers}, expected >= 1")
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise UsageError(f"percentile: got {self.percentile}, expected 1..99")
-
-
-def percentile(sorted_us: Sequence[float], p: float) -> float:
-    """perf_analyzer's nearest rank: ``latencies[(p/100)·(n−1)+0.5]`` on the sorted list."""
-    if not sorted_us:
-        return math.nan
-    return float(sorted_us[int((p / 100) * (len(sorted_us) - 1) + 0.5)])
 
 
 @dataclass
@@ -129,7 +125,7 @@ def _result(mode: str, level: float, windows: Sequence[_Window], before: _Window
     return result
 
 
-Progress = Callable[[str], None]
+_log = logger(__name__)
 
 
 def _collect(workers: Sequence[Any], pending: list[Record], until: float) -> None:
@@ -142,8 +138,8 @@ def _collect(workers: Sequence[Any], pending: list[Record], until: float) -> Non
         time.sleep(min(0.05, left))
 
 
-def measure_level(target: Target, level: float, settings: Settings, stats_client: TritonClient | None = None,
-                  progress: Progress = lambda _: None) -> LevelResult:
+def measure_level(target: Target, level: float, settings: Settings,
+                  stats_client: TritonClient | None = None) -> LevelResult:
     """Drive one load level until three stable windows (or ``max_trials``); see the module docstring."""
     what = f"{'concurrency' if target.mode == 'concurrency' else 'rate'} {level:g}"
     workers = start_workers(target, level, settings.workers)
@@ -160,30 +156,32 @@ def measure_level(target: Target, level: float, settings: Settings, stats_client
         baseline = _Window([], start, boundary, server_counters(stats_client, target.model, target.version))
         windows: list[_Window] = []
         stable = False
-        while len(windows) < settings.max_trials:
-            end = boundary + settings.interval_s
-            _collect(workers, pending, end)
-            stats = server_counters(stats_client, target.model, target.version)  # at the boundary itself
-            _collect(workers, pending, end + grace)
-            done = [r for r in pending if boundary <= r.end < end]
-            pending = [r for r in pending if r.end >= end]
-            windows.append(_Window(done, boundary, end, stats))
-            rate = sum(r.ok for r in done) * settings.batch_size / settings.interval_s
-            lat = _latencies(done)
-            progress(f"{what}: window {len(windows)}: {rate:,.0f} infer/s, p99 "
-                     f"{percentile(lat, 99) / 1e3:.2f} ms, {len(done) - sum(r.ok for r in done)} errors")
-            _warn_if_behind(done, what, progress)
-            boundary = end
-            if _stable(windows, settings):
-                stable = True
-                break
+        with progress(f"{what}: measurement windows", total=settings.max_trials) as bar:
+            while len(windows) < settings.max_trials:
+                end = boundary + settings.interval_s
+                _collect(workers, pending, end)
+                stats = server_counters(stats_client, target.model, target.version)  # at the boundary itself
+                _collect(workers, pending, end + grace)
+                done = [r for r in pending if boundary <= r.end < end]
+                pending = [r for r in pending if r.end >= end]
+                windows.append(_Window(done, boundary, end, stats))
+                bar.advance()
+                rate = sum(r.ok for r in done) * settings.batch_size / settings.interval_s
+                lat = _latencies(done)
+                _log.info(f"{what}: window {len(windows)}: {rate:,.0f} infer/s, p99 "
+                          f"{percentile(lat, 99) / 1e3:.2f} ms, {len(done) - sum(r.ok for r in done)} errors")
+                _warn_if_behind(done, what)
+                boundary = end
+                if _stable(windows, settings):
+                    stable = True
+                    break
     finally:
         for w in workers:
             w.stop()
     before = windows[-4] if len(windows) >= 4 else baseline
     if not stable:
-        progress(f"{what}: not stable within {settings.max_trials} windows (±{settings.stability:.0%}); "
-                 "reporting the last three")
+        _log.info(f"{what}: not stable within {settings.max_trials} windows (±{settings.stability:.0%}); "
+                  "reporting the last three")
     return _result(target.mode, level, windows[-3:], before, settings, stable)
 
 
@@ -199,12 +197,12 @@ def _wait_until_sending(workers: Sequence[Any], what: str, timeout_s: float = 60
         time.sleep(0.02)
 
 
-def _warn_if_behind(records: Sequence[Record], what: str, progress: Progress) -> None:
+def _warn_if_behind(records: Sequence[Record], what: str) -> None:
     """Open loop: requests starting well after their scheduled time mean the generator, not the server, is
     the limit (their latency is still counted from the schedule)."""
     lags = sorted(r.lag_us for r in records)
     if lags and percentile(lags, 99) > 10_000:
-        progress(f"{what}: warning: the generator starts requests up to {percentile(lags, 99) / 1e3:.0f} ms late "
+        _log.warning(f"{what}: the generator starts requests up to {percentile(lags, 99) / 1e3:.0f} ms late "
                  "(p99): it cannot keep this rate; add --workers or lower the rate")
 
 

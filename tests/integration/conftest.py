@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tritonize.deploy.local import LocalTriton
-from tritonize.generator.build import BuiltModel, ModelRequest, build
+from tritonize.generator.build import BuiltModel, build
+from tritonize.generator.request import ModelRequest
 from tritonize.generator.config_spec import DynamicBatching, InstanceGroup, VersionPolicy
 from tritonize.generator.io_spec import DeclaredTensor
 
@@ -44,10 +45,10 @@ def _requests() -> list[ModelRequest]:
         # the dynamic batcher with two CPU instances
         ModelRequest("batcher", f"{TOY}:mlp", max_batch_size=32, version=1, formats=("onnx", "torchscript"),
                      dynamic_batching=DynamicBatching(max_queue_delay_microseconds=20_000),
-                     instance_groups=(InstanceGroup("cpu", 2),)),
+                     instance_group=(InstanceGroup("cpu", 2),)),
         # a GPU production config: serves here through configs/cpu.pbtxt
         ModelRequest("gpu", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",),
-                     instance_groups=(InstanceGroup("gpu", 1),)),
+                     instance_group=(InstanceGroup("gpu", 1),)),
         ModelRequest("broken", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",), inputs=features),
         # a model the management tests unload and reload
         ModelRequest("spare", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",)),
@@ -81,5 +82,5 @@ def toy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small repository for tests that start servers of their own."""
     repo = tmp_path_factory.mktemp("toy")
     build([ModelRequest("toy", f"{TOY}:mlp", max_batch_size=8, version=1,
-                        instance_groups=(InstanceGroup("cpu", 2),))], repo)
+                        instance_group=(InstanceGroup("cpu", 2),))], repo)
     return repo

@@ -15,9 +15,10 @@ from click.testing import CliRunner
 
 from tritonize.client.bench.harness import BenchRequest, run_benchmark
 from tritonize.client.bench.measure import Settings, percentile
-from tritonize.client.cli import main
+from tritonize.cli import main
 from tritonize.deploy.local import LocalTriton
-from tritonize.generator.build import ModelRequest, build
+from tritonize.generator.build import build
+from tritonize.generator.request import ModelRequest
 from tritonize.generator.config_spec import InstanceGroup
 
 from .conftest import STUB_PREAMBLE
@@ -64,7 +65,7 @@ parameters {{ key: "STALL_MS" value: {{ string_value: "200" }} }}
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
     repo = tmp_path_factory.mktemp("bench_repo")
     build([ModelRequest("toy", f"{TOY}:mlp", max_batch_size=8, version=1, formats=("onnx",),
-                        instance_groups=(InstanceGroup("cpu", 1),))], repo)
+                        instance_group=(InstanceGroup("cpu", 1),))], repo)
     _stall_model(repo, "stall", every=50)
     _stall_model(repo, "steady", every=0)
     with LocalTriton(repo) as triton:

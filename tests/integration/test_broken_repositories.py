@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tritonize.deploy.local import LocalTriton, ServerStartError
-from tritonize.generator.check import BACKEND_LOAD_CODES
+from tritonize.core.check import BACKEND_LOAD_CODES
 
 from .conftest import STUB_PREAMBLE
 

@@ -23,7 +23,7 @@ from tritonize.client import (
     TritonClient,
 )
 from tritonize.client.calls import request_options
-from tritonize.client.cli import main
+from tritonize.cli import main
 from tritonize.deploy.local import LocalTriton, free_port
 
 from .conftest import Served

@@ -11,10 +11,11 @@ import torch
 
 from tritonize.client import TritonClient
 from tritonize.deploy.local import LocalTriton
-from tritonize.generator.build import FormatOptions, ModelRequest, build
+from tritonize.generator.build import build
+from tritonize.generator.request import FormatOptions, ModelRequest
 from tritonize.generator.examples.digits import load_digits_split
 from tritonize.generator.examples.sequence import make_task
-from tritonize.generator.optimize import Quantization
+from tritonize.generator.quantization import Quantization
 from tritonize.generator.runners import OnnxRunner
 
 STATIC = FormatOptions(quantization=Quantization("static"))

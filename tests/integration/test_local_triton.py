@@ -13,7 +13,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from tritonize.generator.render import parse_config
-from tritonize.generator.verify import DEFAULT_TOLERANCES
+from tritonize.core.formats import FORMATS
 
 from .conftest import BROKEN, Served
 
@@ -50,7 +50,7 @@ def test_outputs_equal_the_eager_model(served: Served, protocol: str, fmt: str) 
     model = f"two_heads_{fmt}"
     reference = served.built[model].reference
     assert reference is not None
-    tol = DEFAULT_TOLERANCES[fmt]
+    tol = FORMATS[fmt].tolerance
     rng = np.random.default_rng(0)
     for batch, length in ((1, 3), (5, 11), (8, 2)):
         inputs = {"features": rng.normal(size=(batch, 4)).astype(np.float32),

@@ -15,7 +15,7 @@ import pytest
 from tritonize.client import TritonClient
 from tritonize.deploy.local import LocalTriton, ServerStartError, free_port, http_json
 
-CLI = [sys.executable, "-c", "from tritonize.client.cli import main; main()"]
+CLI = [sys.executable, "-c", "from tritonize.cli import main; main()"]
 
 
 def _stub_pids() -> set[int]:

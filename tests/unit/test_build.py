@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from tritonize.generator.build import FormatOptions, ModelRequest, build
+from tritonize.generator.build import build
+from tritonize.generator.request import FormatOptions, ModelRequest
 from tritonize.generator.config_spec import DynamicBatching
 from tritonize.generator.errors import (
     ExportError,
@@ -21,7 +22,7 @@ from tritonize.generator.errors import (
 )
 from tritonize.generator.io_spec import DeclaredTensor
 from tritonize.generator.render import parse_config
-from tritonize.generator.verify import Tolerance
+from tritonize.core.formats import Tolerance
 from tritonize.generator.writer import MANIFEST, sha256
 
 
@@ -89,7 +90,7 @@ def test_declared_io_without_examples(tmp_path: Path) -> None:
     (dict(source="toy_models:raises"), ModelLoadError, ["raised RuntimeError", "weights file not found"]),
     (dict(source="toy_models:not_a_module"), SourceError, ["returned int", "nn.Module"]),
     (dict(source="toy_models:unexportable", formats=("onnx",)), ExportError, ["lost input 'x'"]),
-    (dict(output_names=("a", "b")), SpecError, ["output_names", "1 names"]),
+    (dict(outputs=("a", "b")), SpecError, ["outputs", "1 names"]),
     (dict(kwargs={"bogus": 1}), SourceError, ["kwargs", "bogus"]),
 ])
 def test_bad_input_names_the_field_and_writes_nothing(tmp_path: Path, overrides: dict, error: type,

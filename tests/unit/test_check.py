@@ -9,13 +9,14 @@ the model files.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tritonize.generator.check import CODES, Finding, check_repository
+from tritonize.core.check import CODES, Finding, check_repository
 
 REPOS = Path(__file__).resolve().parents[1] / "check_repos"
 CASES = sorted(p.name for p in REPOS.iterdir() if (p / "expected.txt").is_file())
@@ -61,9 +62,13 @@ def test_valid_repository_is_clean() -> None:
     assert findings("valid") == []
 
 
+# A missing package cannot be a fixture repository: test_missing_reader_is_reported_not_unreadable covers it.
+NOT_A_CASE = {"reader-missing"}
+
+
 def test_every_code_is_exercised_by_a_case() -> None:
     exercised = {want.code for case in CASES for want in expected(case)}
-    assert exercised == {code.id for code in CODES}
+    assert exercised == {code.id for code in CODES} - NOT_A_CASE
 
 
 def test_code_registry() -> None:
@@ -114,6 +119,26 @@ def test_repository_that_is_a_file_or_a_model_directory(tmp_path: Path) -> None:
 
 
 def test_import_does_not_load_torch_or_onnx() -> None:
-    code = "import sys, tritonize.generator.check; print(sorted({'torch', 'onnx'} & set(sys.modules)))"
+    code = "import sys, tritonize.core.check; print(sorted({'torch', 'onnx'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_missing_reader_is_reported_not_unreadable(tmp_path: Path) -> None:
+    shutil.copytree(REPOS / "valid", tmp_path / "repo")
+    shutil.copytree(REPOS / "model_unreadable" / "m", tmp_path / "repo" / "m")  # a corrupt model.onnx
+    code = ("import sys; sys.modules['onnx'] = None\n"  # blocks `import onnx`
+            "from tritonize.core.check import check_repository\n"
+            f"for f in check_repository({str(tmp_path / 'repo')!r}): print(f.model, f.code, f.message)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    onnx_models = [line for line in out.splitlines() if line.split()[0] in ("classifier_onnx", "m")]
+    assert len(onnx_models) == 2, out  # one finding per ONNX model (config variants add none)
+    for line in onnx_models:
+        assert " reader-missing " in line and "needs onnx (pip install onnx)" in line, out
+    assert "model-unreadable" not in out and "classifier_ts" not in out and "pipeline" not in out
+
+
+def test_corrupt_onnx_file_is_unreadable() -> None:
+    pytest.importorskip("onnx")
+    [finding] = check_repository(REPOS / "model_unreadable")
+    assert finding.code == "model-unreadable" and "not readable ONNX" in finding.message

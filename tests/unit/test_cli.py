@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tritonize.client.cli import main
+from tritonize.cli import main
 
 ROOT = Path(__file__).parents[2]
 TOY = str(Path(__file__).parent / "toy_models.py")
@@ -23,7 +23,7 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_cli_and_client_import_without_torch() -> None:
-    code = "import sys, tritonize.client, tritonize.client.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, tritonize.client, tritonize.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -101,7 +101,7 @@ def _tree_digest(repo: Path) -> dict[str, str]:
 
 def test_rebuilding_the_example_repository_gives_identical_bytes(tmp_path: Path) -> None:
     spec = ROOT / "model_repository/tritonize.toml"
-    cli = [sys.executable, "-c", "from tritonize.client.cli import main; main()"]
+    cli = [sys.executable, "-c", "from tritonize.cli import main; main()"]
     builds = [subprocess.Popen([*cli, "build", str(spec), "--repo", str(tmp_path / name)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
     for proc in builds:

@@ -45,7 +45,7 @@ GOLDEN_SPECS = {
         outputs=(TensorConfig("OUTPUT__0", "TYPE_FP32", (3,)), TensorConfig("OUTPUT__1", "TYPE_FP32", (-1, 64))),
         parameters={"INFERENCE_MODE": "true", "DISABLE_OPTIMIZED_EXECUTION": "false"},
         version_policy=VersionPolicy("latest", num_versions=2)),
-    "gpu_instances": onnx_spec(instance_groups=(InstanceGroup("gpu", 2, (0, 1)), InstanceGroup("cpu", 1)),
+    "gpu_instances": onnx_spec(instance_group=(InstanceGroup("gpu", 2, (0, 1)), InstanceGroup("cpu", 1)),
                                version_policy=VersionPolicy("specific", versions=(1, 3))),
     "dynamic_batching_queue_policy": onnx_spec(dynamic_batching=DynamicBatching(
         preferred_batch_size=(16, 32), max_queue_delay_microseconds=500, preserve_ordering=True,
@@ -57,7 +57,7 @@ GOLDEN_SPECS = {
         Warmup("batch_64", 64, (WarmupInput("image", "TYPE_FP32", (1, 8, 8), "image"),), count=2))),
     "tensorrt": onnx_spec(optimization=Optimization(
         tensorrt=TensorRTAccelerator("FP16", 1 << 30, True, "/models/trt_cache"), graph_level=1),
-        instance_groups=(InstanceGroup("gpu", 1),), response_cache=True),
+        instance_group=(InstanceGroup("gpu", 1),), response_cache=True),
     "openvino_scalar_reshape": ModelConfigSpec(
         name="scalar_onnx", backend="onnxruntime", max_batch_size=0,
         inputs=(TensorConfig("x", "TYPE_FP32", (1,), reshape=()),), outputs=(TensorConfig("y", "TYPE_FP32", (1,)),),
@@ -122,7 +122,7 @@ def specs(draw: st.DrawFn) -> ModelConfigSpec:
                                     graph_level=draw(st.none() | st.sampled_from([-1, 1])))
     return ModelConfigSpec(
         name=draw(_names), backend=backend, max_batch_size=max_batch, inputs=inputs, outputs=outputs,
-        dynamic_batching=batching, instance_groups=groups, response_cache=draw(st.booleans()),
+        dynamic_batching=batching, instance_group=groups, response_cache=draw(st.booleans()),
         version_policy=draw(st.none() | st.sampled_from([VersionPolicy("all"), VersionPolicy("latest", 3)])),
         optimization=optimization,
     )

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from tritonize.deploy.docker import DEFAULT_IMAGE, run_kwargs
 from tritonize.deploy.local import LocalTriton, make_backend_dir
-from tritonize.generator.build import ModelRequest, build, cpu_variant
+from tritonize.generator.build import build, cpu_variant
+from tritonize.generator.request import ModelRequest
 from tritonize.generator.config_spec import (
     InstanceGroup,
     ModelConfigSpec,
@@ -33,11 +34,11 @@ def test_docker_run_arguments(tmp_path: Path) -> None:
 def test_cpu_variant_only_changes_the_instance_kind_and_gpu_accelerators() -> None:
     spec = ModelConfigSpec("m_onnx", "onnxruntime", 8, (TensorConfig("x", "TYPE_FP32", (4,)),),
                            (TensorConfig("y", "TYPE_FP32", (3,)),),
-                           instance_groups=(InstanceGroup("gpu", 2, (0, 1)), InstanceGroup("cpu", 1)),
+                           instance_group=(InstanceGroup("gpu", 2, (0, 1)), InstanceGroup("cpu", 1)),
                            optimization=Optimization(tensorrt=TensorRTAccelerator("FP16"), graph_level=1))
     cpu = cpu_variant(spec)
     assert cpu is not None
-    assert [(g.kind, g.count, g.gpus) for g in cpu.instance_groups] == [("KIND_CPU", 2, ()), ("KIND_CPU", 1, ())]
+    assert [(g.kind, g.count, g.gpus) for g in cpu.instance_group] == [("KIND_CPU", 2, ()), ("KIND_CPU", 1, ())]
     assert cpu.optimization == Optimization(graph_level=1)
     assert cpu.inputs == spec.inputs and cpu.outputs == spec.outputs
     assert cpu_variant(ModelConfigSpec("m", "onnxruntime", 8, spec.inputs, spec.outputs)) is None
@@ -45,9 +46,9 @@ def test_cpu_variant_only_changes_the_instance_kind_and_gpu_accelerators() -> No
 
 def test_gpu_models_get_a_cpu_variant_file(tmp_path: Path) -> None:
     build([ModelRequest("g", "toy_models:mlp", max_batch_size=8, version=1, formats=("onnx",),
-                        instance_groups=(InstanceGroup("gpu", 1),)),
+                        instance_group=(InstanceGroup("gpu", 1),)),
            ModelRequest("c", "toy_models:mlp", max_batch_size=8, version=1, formats=("onnx",),
-                        instance_groups=(InstanceGroup("cpu", 1),))], tmp_path)
+                        instance_group=(InstanceGroup("cpu", 1),))], tmp_path)
     assert parse_config((tmp_path / "g_onnx/config.pbtxt").read_text()).instance_group[0].kind == 1  # GPU
     assert parse_config((tmp_path / "g_onnx/configs/cpu.pbtxt").read_text()).instance_group[0].kind == 2  # CPU
     assert not (tmp_path / "c_onnx/configs").exists()

@@ -27,7 +27,7 @@ def test_example_spec() -> None:
     quantization = digits.options("onnx-int8").quantization
     assert quantization is not None and quantization.method == "static"
     assert digits.dynamic_batching is not None and digits.dynamic_batching.max_queue_delay_microseconds == 500
-    assert [(g.kind, g.count) for g in digits.instance_groups] == [("KIND_GPU", 1)]
+    assert [(g.kind, g.count) for g in digits.instance_group] == [("KIND_GPU", 1)]
     assert digits.options("onnx").parameters == {"intra_op_thread_count": "1", "inter_op_thread_count": "1"}
     assert sequence.source.endswith("sequence:build_sequence_classifier")
 
@@ -61,8 +61,8 @@ optimization = { tensorrt = { precision_mode = "FP16", trt_engine_cache_enable =
 """))
     (m,) = project.models
     assert project.repository == tmp_path / "out"
-    assert m.kwargs == {"seed": 3} and m.output_names == ("scores",) and m.labels == tmp_path / "labels.txt"
-    assert m.inputs[0].value_range == (0, 5)
+    assert m.kwargs == {"seed": 3} and m.outputs == ("scores",) and m.labels == tmp_path / "labels.txt"
+    assert m.inputs[0].range == (0, 5)
     assert m.dynamic_batching is not None and m.dynamic_batching.priority_queue_policy[2].default_timeout_microseconds == 100
     assert m.version_policy is not None and m.version_policy.versions == (1, 2)
     onnx = m.options("onnx")

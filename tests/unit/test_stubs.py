@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tritonize.client.cli import main
+from tritonize.cli import main
 from tritonize.client.errors import UsageError
 from tritonize.client.stubs import argument_name, class_name, model_infos_from_repository, render_stubs, write_stubs
 

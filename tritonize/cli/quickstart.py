@@ -17,7 +17,12 @@ from typing import Any
 import click
 import numpy as np
 
-from ..errors import TritonizeError
+from tritonize.core.errors import TritonizeError
+from tritonize.core.log import quiet
+from tritonize.core.stats import percentile
+from tritonize.core.text import Table
+
+from .options import echo_tables, output_option
 
 EXAMPLE_SPEC = "tritonize.toml"  # in tritonize.generator.examples
 
@@ -69,7 +74,7 @@ def held_out_samples() -> dict[str, tuple[list[dict[str, np.ndarray]], np.ndarra
 def _infer_all(url: str, model: str, samples: list[dict[str, np.ndarray]],
                concurrency: int) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(first output per sample, latencies ms, requests/s, average executed batch) with the typed client."""
-    from ..client import TritonClient
+    from tritonize.client import TritonClient
 
     with TritonClient(url) as triton:
         client = triton.model(model)
@@ -113,58 +118,63 @@ def evaluate(url: str, built: list[Any], concurrency: int) -> list[ArtifactResul
     return results
 
 
-def results_table(results: list[ArtifactResult], concurrency: int) -> str:
-    header = ("artifact", "eager acc", "triton acc", "agree", "max |Δ|", "p50 ms", "p99 ms", "req/s", "avg batch")
-    rows = [header] + [
-        (r.model, f"{r.eager_accuracy:.2%}", f"{r.triton_accuracy:.2%}", f"{r.agreement:.1%}",
-         f"{r.max_abs_diff:.1e}", f"{np.percentile(r.latencies_ms, 50):.2f}",
-         f"{np.percentile(r.latencies_ms, 99):.2f}", f"{r.requests_per_s:.0f}", f"{r.avg_batch:.2f}")
-        for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join([*lines, f"(one request per held-out sample over gRPC, {concurrency} in flight; avg batch = "
-                      "inferences / executions from Triton's statistics: the dynamic batcher at work; *_int8 are "
-                      "compared with the FP32 eager model)"])
+NOTE = ("(one request per held-out sample over gRPC, {} in flight; avg batch = inferences / executions from "
+        "Triton's statistics: the dynamic batcher at work; *_int8 are compared with the FP32 eager model)")
 
 
-def add_quickstart_command(group: click.Group) -> None:
-    @group.command("quickstart")
-    @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("model_repository"),
-                  show_default=True, help="Where the example repository is built (and left for you).")
-    @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
-    @click.option("--overwrite", is_flag=True, help="Replace example models that differ from a fresh build.")
-    def quickstart_command(repo: Path, concurrency: int, overwrite: bool) -> None:
-        """Build the bundled example, serve it on a local Triton, classify held-out data through gRPC.
+def results_table(results: list[ArtifactResult]) -> Table:
+    pct = "{:.2%}".format
+    ms = "{:.2f}".format
+    table = Table(("artifact", "eager acc", "triton acc", "agree", "max |Δ|", "p50 ms", "p99 ms", "req/s", "avg batch"),
+                  formats={"eager acc": pct, "triton acc": pct, "agree": "{:.1%}".format, "max |Δ|": "{:.1e}".format,
+                           "p50 ms": ms, "p99 ms": ms, "req/s": "{:.0f}".format, "avg batch": ms})
+    for r in results:
+        table.add(r.model, r.eager_accuracy, r.triton_accuracy, r.agreement, r.max_abs_diff,
+                  percentile(r.latencies_ms, 50), percentile(r.latencies_ms, 99), r.requests_per_s, r.avg_batch)
+    return table
 
-        \b
-        Example:
-          tritonize quickstart
-        """
-        from importlib.resources import files
 
-        from tritonize.deploy.local import LocalTriton
-        from tritonize.generator.build import build
-        from tritonize.generator.project import load_project
+@click.command("quickstart")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("model_repository"),
+              show_default=True, help="Where the example repository is built (and left for you).")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
+@click.option("--overwrite", is_flag=True, help="Replace example models that differ from a fresh build.")
+@output_option
+def quickstart_command(repo: Path, concurrency: int, overwrite: bool, output: str) -> None:
+    """Build the bundled example, serve it on a local Triton, classify held-out data through gRPC.
 
-        steps = Steps(4)
-        steps.start(f"Building the example repository in {repo}/ (train, export ONNX + TorchScript, verify)")
-        spec = Path(str(files("tritonize.generator.examples") / EXAMPLE_SPEC))
-        built = build(load_project(spec).models, repo, overwrite=overwrite, log=lambda line: None)
-        steps.done(", ".join(f"{b.name} v{b.version} {b.action}" for b in built))
+    \b
+    Example:
+      tritonize quickstart
+    """
+    from importlib.resources import files
 
-        steps.start("Starting tritonserver 2.51 (local, stand-in onnxruntime/pytorch backends)")
-        with LocalTriton(repo) as server:
-            variant = f"; no GPU: configs/{server.config_name}.pbtxt variants" if server.config_name else ""
-            steps.done(f"gRPC {server.grpc_url}{variant}")
-            steps.start("Sending held-out digits and sequences through gRPC, comparing with the eager models")
-            results = evaluate(server.grpc_url, built, concurrency)
-            steps.done()
-            steps.start("Stopping tritonserver")
+    from tritonize.deploy.local import LocalTriton
+    from tritonize.generator.build import build
+    from tritonize.generator.project import load_project
+
+    steps = Steps(4)
+    steps.start(f"Building the example repository in {repo}/ (train, export ONNX + TorchScript, verify)")
+    spec = Path(str(files("tritonize.generator.examples") / EXAMPLE_SPEC))
+    with quiet("tritonize"):  # the steps say what happens; warnings still show
+        built = build(load_project(spec).models, repo, overwrite=overwrite)
+    steps.done(", ".join(f"{b.name} v{b.version} {b.action}" for b in built))
+
+    steps.start("Starting tritonserver 2.51 (local, stand-in onnxruntime/pytorch backends)")
+    with LocalTriton(repo) as server:
+        variant = f"; no GPU: configs/{server.config_name}.pbtxt variants" if server.config_name else ""
+        steps.done(f"gRPC {server.grpc_url}{variant}")
+        steps.start("Sending held-out digits and sequences through gRPC, comparing with the eager models")
+        results = evaluate(server.grpc_url, built, concurrency)
         steps.done()
-        click.echo(results_table(results, concurrency))
-        # FP32 artifacts must agree with eager PyTorch on every sample; INT8 ones within their accuracy budget
-        disagree = [r.model for r in results if r.agreement < (0.99 if "int8" in r.model else 1.0)]
-        if disagree:
-            raise TritonizeError(f"Triton and eager predictions disagree for {', '.join(disagree)}")
-        click.echo(f"\nThe repository is in {repo}/: serve it with `tritonize serve {repo}`, "
-                   f"lint it with `tritonize check {repo}`. Total {time.monotonic() - steps.started:.0f} s.")
+        steps.start("Stopping tritonserver")
+    steps.done()
+    echo_tables({"artifacts": results_table(results)}, output)
+    if output == "table":
+        click.echo(NOTE.format(concurrency))
+    # FP32 artifacts must agree with eager PyTorch on every sample; INT8 ones within their accuracy budget
+    disagree = [r.model for r in results if r.agreement < (0.99 if "int8" in r.model else 1.0)]
+    if disagree:
+        raise TritonizeError(f"Triton and eager predictions disagree for {', '.join(disagree)}")
+    click.echo(f"\nThe repository is in {repo}/: serve it with `tritonize serve {repo}`, "
+               f"lint it with `tritonize check {repo}`. Total {time.monotonic() - steps.started:.0f} s.")

@@ -1,0 +1,34 @@
+"""tritonize's stand-in backends: one Python-based backend file for every backend in the format registry.
+
+The launcher links this file as ``<backend-directory>/<backend>/model.py``; the model's config names the
+backend, and the registry names the stand-in class that runs it (tritonize/deploy/standins/). The launcher
+passes its Python environment in TRITONIZE_SITE_DIRS: the stub's interpreter ignores PYTHONPATH, and those
+directories must come before any other site-packages on the stub's path.
+"""
+
+import json
+import os
+import site
+import sys
+
+_before = list(sys.path)
+for _entry in os.environ.get("TRITONIZE_SITE_DIRS", "").split(os.pathsep):
+    if _entry:
+        site.addsitedir(_entry)
+sys.path[:] = [p for p in sys.path if p not in _before] + _before
+
+from tritonize.deploy.standins import standin_for  # noqa: E402
+
+
+class TritonPythonModel:
+    """What Triton instantiates: the registry's stand-in for the model's backend does the work."""
+
+    def initialize(self, args):
+        self.standin = standin_for(json.loads(args["model_config"]))()
+        self.standin.initialize(args)
+
+    def execute(self, requests):
+        return self.standin.execute(requests)
+
+    def finalize(self):
+        self.standin.finalize()

@@ -1,0 +1,69 @@
+"""Stand-in for Triton's native pytorch backend: ``torch.jit.load``, tensors by DLPack, inputs and outputs
+mapped to ``forward()`` exactly as the native backend maps them."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+import triton_python_backend_utils as pb_utils
+
+from . import StandIn
+
+_INDEXED = re.compile(r"^(.+)__(\d+)$")
+
+
+class PyTorchModel(StandIn):
+    def load(self, path: Path) -> None:
+        import torch
+
+        params = self.parameters
+        if "INTRA_OP_THREAD_COUNT" in params:
+            torch.set_num_threads(int(params["INTRA_OP_THREAD_COUNT"]))
+        if "INTER_OP_THREAD_COUNT" in params:
+            with contextlib.suppress(RuntimeError):  # can be set once per process
+                torch.set_num_interop_threads(int(params["INTER_OP_THREAD_COUNT"]))
+        self.torch = torch
+        self.device = f"cuda:{self.device_id}" if self.gpu and torch.cuda.is_available() else "cpu"
+        self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        self.inference_mode = params.get("INFERENCE_MODE", "true") == "true"
+        self.optimized = params.get("DISABLE_OPTIMIZED_EXECUTION", "false") != "true"
+        args = [a.name for a in self.module.forward.schema.arguments[1:]]
+        self.input_order = self._positions(self.input_names, args)
+        self.output_order = self._positions(self.output_names, [])
+
+    @staticmethod
+    def _positions(names: list[str], forward_args: list[str]) -> list[int]:
+        """Position of each configured tensor, as the native backend resolves it: all forward() argument
+        names, or all ``<name>__<index>``; anything else (mixed conventions, other output names) is config order."""
+        if forward_args and all(n in forward_args for n in names):
+            return [forward_args.index(n) for n in names]
+        indexed = [_INDEXED.match(n) for n in names]
+        if all(indexed):
+            return [int(m.group(2)) for m in indexed if m]
+        return list(range(len(names)))
+
+    def input_tensor(self, tensor: Any) -> Any:
+        return self.torch.from_dlpack(tensor.to_dlpack())
+
+    def concat(self, arrays: list[Any]) -> Any:
+        return arrays[0] if len(arrays) == 1 else self.torch.cat(arrays)
+
+    def output_tensor(self, name: str, value: Any) -> Any:
+        return pb_utils.Tensor.from_dlpack(name, self.torch.utils.dlpack.to_dlpack(value.contiguous()))
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        torch = self.torch
+        args: list[Any] = [None] * len(self.input_names)
+        for name, position in zip(self.input_names, self.input_order):
+            args[position] = inputs[name].to(self.device)
+        grad = torch.inference_mode() if self.inference_mode else torch.no_grad()
+        with grad, torch.jit.optimized_execution(self.optimized):
+            result = self.module(*args)
+        outputs = [result] if isinstance(result, torch.Tensor) else list(result)
+        if len(outputs) < len(self.output_names):
+            raise ValueError(f"the model returned {len(outputs)} outputs, the configuration has "
+                             f"{len(self.output_names)}")
+        return {name: outputs[position] for name, position in zip(self.output_names, self.output_order)}

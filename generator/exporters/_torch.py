@@ -1,0 +1,81 @@
+"""What the torch-based exporters share: quiet export, dict outputs as tuples, example arguments."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SpecError
+from ..source import LoadedModel
+
+
+@contextmanager
+def quiet_export(record: list[str]) -> Iterator[None]:
+    """Silence PyTorch's deprecation chatter; keep TracerWarnings (data-dependent control flow hints)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, torch.jit.TracerWarning):
+            line = f"{Path(w.filename).name}:{w.lineno}: {str(w.message).splitlines()[0]}"
+            if line not in record:
+                record.append(line)
+
+
+@contextmanager
+def native_output_silenced() -> Iterator[None]:
+    """The TorchScript-based ONNX exporter dumps its whole IR graph from C++ on failure; keep errors one line."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def _tuple_adapter(module: torch.nn.Module, input_names: list[str], keys: list[str]) -> torch.nn.Module:
+    """Wrap a module whose forward returns a dict so it returns a tuple, keeping the argument names."""
+    args = ", ".join(input_names)
+    items = "".join(f"out[{k!r}], " for k in keys)
+    namespace: dict[str, Any] = {}
+    exec(f"def forward(self, {args}):\n    out = self.inner({args})\n    return ({items})\n", namespace)
+    adapter_cls = type("TupleOutputs", (torch.nn.Module,), {"forward": namespace["forward"]})
+    adapter = adapter_cls()
+    adapter.inner = module
+    return adapter.eval()
+
+
+def exportable(loaded: LoadedModel, script: bool) -> torch.nn.Module:
+    assert loaded.module is not None
+    if not loaded.output_keys:
+        return loaded.module
+    if script:
+        raise SpecError("--script", True, "a forward() returning a Tensor or a tuple (it returns a dict); "
+                        "TorchScript outputs for Triton are positional")
+    if not all(n.isidentifier() for n in (i.name for i in loaded.inputs)):
+        raise SpecError("inputs", [i.name for i in loaded.inputs], "Python identifiers")
+    return _tuple_adapter(loaded.module, [i.name for i in loaded.inputs], loaded.output_keys)
+
+
+def example_args(loaded: LoadedModel) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(loaded.example_batch[i.name].copy()) for i in loaded.inputs)
+
+
+def from_callable(loaded: LoadedModel, fmt: str) -> None:
+    """Optimized formats transform the module itself: refuse a .pt/.onnx source."""
+    if loaded.module is None or loaded.kind != "callable":
+        raise SpecError("formats", fmt, f"{fmt} from a model callable (not from a .pt/.onnx file)")

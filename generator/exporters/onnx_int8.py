@@ -1,0 +1,39 @@
+"""``onnx-int8``: the FP32 ONNX export quantized by onnxruntime, dynamic or static (QDQ, calibrated)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tritonize.core.loader import summary
+
+from ..errors import ExportError
+from ..optimize import calibration_batches, load_samples, quantize_onnx
+from ..quantization import Quantization
+from ..runners import OnnxRunner
+from . import Artifact, ExportJob
+from ._torch import from_callable
+
+
+def export_onnx_int8(job: ExportJob) -> Artifact:
+    from_callable(job.loaded, job.format.name)
+    loaded, req = job.loaded, job.request
+    q = req.options(job.format.name).quantization or Quantization()
+    fp32 = job.fp32("onnx")
+    batches: list[dict[str, np.ndarray]] = []
+    if q.method == "static":
+        source = (load_samples(q.calibration_data) if q.calibration_data else
+                  loaded.calibration() if loaded.calibration else None)
+        if source is None:
+            job.log.warning(f"[{job.model_name}] no calibration data given: calibrating on synthesized inputs")
+            source = (loaded.samples.batch(max(req.max_batch_size, 1), seed=500 + i) for i in range(64))
+        batches = calibration_batches(source, fp32.input_names, q.calibration_samples, job.model_name)
+    path = job.directory / "model.onnx"
+    try:
+        what = quantize_onnx(fp32.path, path, q, batches)
+        runner = OnnxRunner(path, fp32.input_names)
+    except Exception as exc:
+        raise ExportError(f"{job.format.name} quantization failed: {summary(exc)}") from exc
+    return dataclasses.replace(fp32, path=path, method=f"int8 {q.method}", runner=runner,
+                               details={**fp32.details, "quantization": what})

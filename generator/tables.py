@@ -1,0 +1,45 @@
+"""The build's tables: parity per artifact output, and optimized artifacts against FP32."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from tritonize.core.text import Table
+
+if TYPE_CHECKING:
+    from .build import BuiltModel
+
+
+def _e(x: float) -> str:
+    return f"{x:.1e}"
+
+
+def verification_table(results: Sequence[BuiltModel]) -> Table:
+    """One row per artifact output: the parity metrics and the gates."""
+    table = Table(("model", "v", "output", "max abs", "max rel", "cosine", "argmax", "determ.", "batch-inv",
+                   "action"),
+                  formats={"max abs": _e, "max rel": _e, "cosine": "{:.6f}".format, "argmax": "{:.3f}".format,
+                           "determ.": lambda d: "yes" if d else "NO", "batch-inv": _e})
+    for r in results:
+        for o in r.report.outputs:
+            table.add(r.name, r.version, o.output, o.max_abs, o.max_rel, o.cosine, o.argmax_agreement,
+                      r.report.deterministic, r.report.batch_invariance_max_abs, r.action)
+    return table
+
+
+def optimization_table(results: Sequence[BuiltModel]) -> Table:
+    """INT8 / pruned artifacts against FP32: accuracy, agreement, speed, size."""
+    pct = "{:.2%}".format
+    table = Table(("model", "technique", "acc FP32", "acc", "drop", "agree", "speedup b1", "speedup bmax", "size"),
+                  formats={"acc FP32": pct, "acc": pct, "drop": "{:+.2f} pt".format, "agree": "{:.1%}".format,
+                           "speedup b1": "{:.2f}x".format, "speedup bmax": "{:.2f}x".format,
+                           "size": lambda s: f"{s[0]:.2f}x (gzip {s[1]:.2f}x)"})
+    for r in results:
+        o = r.optimization
+        if o is None:
+            continue
+        speed = [o.speedup[k] for k in sorted(o.speedup, key=int)]
+        table.add(r.name, o.technique, o.accuracy_fp32, o.accuracy, o.accuracy_drop_points, o.agreement,
+                  speed[0], speed[-1], (o.size_ratio, o.gzip_size_ratio))
+    return table

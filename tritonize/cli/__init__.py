@@ -1,0 +1,57 @@
+"""The ``tritonize`` command line: one click group; one module per command group, each command a module-level
+click command (importable by tests). Heavy modules (torch, the generator) are imported inside the commands that
+need them, so ``tritonize --help`` works in a client-only install.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from tritonize.core.errors import TritonizeError
+from tritonize.core.log import install_cli_output
+
+from .bench import bench_command
+from .build import build_command, export_command
+from .check import check_command
+from .infer import infer_command
+from .quickstart import quickstart_command
+from .serve import serve_command
+from .stubs import client_stubs_command
+
+# In the order of the workflow: try it, make a repository, lint it, serve it, call it, measure it.
+COMMANDS = (quickstart_command, export_command, build_command, check_command, serve_command, client_stubs_command,
+            infer_command, bench_command)
+
+
+class _Group(click.Group):
+    """Commands in workflow order; tritonize errors become one line on stderr and their exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TritonizeError as exc:
+            if os.environ.get("TRITONIZE_DEBUG"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tritonize")
+@click.option("-v", "--verbose", is_flag=True, help="Debug lines from tritonize's loggers.")
+def main(verbose: bool) -> None:
+    """tritonize: PyTorch model -> verified TorchScript/ONNX -> Triton model repository.
+
+    Set TRITONIZE_DEBUG=1 to see tracebacks; TRITONIZE_URL sets --url.
+    """
+    install_cli_output(verbose=verbose)
+
+
+for _command in COMMANDS:
+    main.add_command(_command)

@@ -1,0 +1,122 @@
+"""The finding codes of ``tritonize check``: what each one means and how severe it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, TypeAlias
+
+Severity = Literal["error", "warning"]
+Hit: TypeAlias = tuple[str, str]  # (code, message), before the model name and severity are attached
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    model: str  # model directory name, "" for repository-level findings
+    code: str  # stable kebab-case id, one of CODES
+    message: str  # one line: the field or tensor, the value found, what was expected
+
+
+class Code(NamedTuple):
+    id: str
+    severity: Severity
+    rule: str  # what triggers it, and where Triton says so
+
+
+CODES: tuple[Code, ...] = (
+    # repository layout
+    Code("repo-missing", "error", "the repository path does not exist, is not a directory, or is a model"),
+    Code("config-missing", "error", "no config.pbtxt and no model file Triton can auto-complete from"),
+    Code("config-autocomplete", "warning", "no config.pbtxt, or an onnxruntime config without inputs or "
+         "outputs: loads only via backend auto-complete, never with --disable-auto-complete-config"),
+    Code("config-parse", "error", "not protobuf text format (line/column given; JSON-ish: server#6571)"),
+    Code("scheduling-oneof", "error", "two of dynamic_batching / sequence_batching / ensemble_scheduling "
+         "(oneof scheduling_choice)"),
+    Code("name-mismatch", "error", "'name' differs from the directory name: Triton skips the model"),
+    # backend / platform (core AutoCompleteBackendFields, ValidateModelConfig)
+    Code("backend-typo", "error", "backend is a near miss of a Triton backend name (case-sensitive)"),
+    Code("backend-unknown", "warning", "backend is not one Triton ships: needs a custom backend library"),
+    Code("platform-unknown", "error", "platform is not a Triton platform and no backend is given"),
+    Code("backend-platform-mismatch", "error", "a built-in backend paired with another backend's platform"),
+    Code("backend-missing", "error", "neither backend nor platform, and no model file to infer them from"),
+    # versions (model_lifecycle.cc VersionsToLoad)
+    Code("version-missing", "error", "no numeric version directory (or the version policy loads none)"),
+    Code("version-dir-ignored", "warning", "a subdirectory Triton ignores as a version: not a number or a "
+         "leading zero (configs/, warmup/, initial_state/ are fine)"),
+    Code("version-policy-missing", "warning", "version_policy.specific names a missing version directory: "
+         "Triton 2.51 loads the others and that version stays unavailable (observed on the local server)"),
+    Code("model-file-missing", "error", "a loaded version lacks its model file (default_model_filename)"),
+    # inputs / outputs (ValidateIOShape)
+    Code("tensor-field-missing", "error", "an input/output without name or data_type"),
+    Code("empty-dims", "error", "dims: [] — at least one dimension is required (server#7981)"),
+    Code("bad-dim", "error", "a dims/reshape entry that is 0 or below -1"),
+    Code("duplicate-tensor", "warning", "two inputs (or two outputs) share a name: Triton 2.51 loads the model "
+         "(observed) but a request can carry only one tensor of that name"),
+    Code("reshape-mismatch", "error", "reshape and dims hold different element counts, or an empty reshape "
+         "on a non-batching model"),
+    Code("label-file-missing", "error", "label_filename does not exist in the model directory"),
+    # batching and instances
+    Code("bad-max-batch-size", "error", "max_batch_size is negative"),
+    Code("preferred-batch-size", "error", "preferred_batch_size <= 0 or > max_batch_size"),
+    Code("dynamic-batching-unbatched", "warning", "dynamic_batching with max_batch_size 0: core caps "
+         "batches at max(1, max_batch_size), so nothing is ever batched"),
+    Code("priority-level", "error", "default_priority_level or a priority_queue_policy key outside "
+         "[1, priority_levels]"),
+    Code("instance-count", "warning", "instance_group count < 1: core silently uses the default count"),
+    Code("instance-gpus", "error", "a negative GPU id, or gpus on a KIND_CPU / KIND_MODEL group"),
+    # ONNX Runtime (onnxruntime_backend ValidateInputs / ValidateOutputs / CompareDimsSupported)
+    Code("model-unreadable", "error", "the ONNX / TorchScript file cannot be loaded"),
+    Code("reader-missing", "warning", "the model file was not checked: the package that reads it (onnx, "
+         "torch) is not installed"),
+    Code("onnx-unknown-tensor", "error", "a configured input/output that the ONNX graph does not have"),
+    Code("onnx-input-missing", "error", "an ONNX graph input that the configuration does not list"),
+    Code("onnx-dtype", "error", "configured data_type differs from the ONNX element type"),
+    Code("batch-dim-in-dims", "error", "max_batch_size > 0 and dims already include the batch dimension "
+         "(server#1545, server#6529)"),
+    Code("fixed-batch-dim", "error", "max_batch_size > 0 but the model's first dimension is fixed "
+         "(server#2387)"),
+    Code("rank-mismatch", "error", "configured rank (plus the batch dimension) differs from the model rank"),
+    Code("dim-mismatch", "error", "a fixed model dimension that the configuration does not give exactly"),
+    Code("max-batch-size-autofill", "warning", "max_batch_size 0/omitted, I/O left to auto-complete and "
+         "every tensor batchable: ORT sets max_batch_size 4 and dynamic batching (onnxruntime_backend "
+         "PR #36, server PR #4395)"),
+    Code("trt-precision-mode", "error", "TensorRT accelerator precision_mode not FP32/FP16/BF16/INT8"),
+    Code("trt-int8-calibration", "error", "TensorRT INT8 with neither Q/DQ nodes nor a calibration table, "
+         "or with both"),
+    # PyTorch (pytorch_backend ValidateInputs / ValidateOutputs / GetNamingConvention)
+    Code("torch-output-name", "error", "a TorchScript output not named <name>__<index>: mapped by position, "
+         "labels can swap"),
+    Code("torch-input-name", "error", "a TorchScript input that is neither a forward() argument nor "
+         "<name>__<index> (or whose index is out of range)"),
+    Code("torch-mixed-naming", "warning", "inputs mix forward() names and <name>__<index>: config order"),
+    Code("torch-input-count", "error", "configured input count differs from forward()'s argument count"),
+    # optimization and warmup
+    Code("cuda-graphs-ignored", "warning", "optimization.cuda.graphs on a backend other than tensorrt"),
+    Code("warmup-file-missing", "error", "model_warmup input_data_file missing from <model>/warmup/"),
+    Code("warmup-batch-size", "error", "model_warmup batch_size above max_batch_size (above 1 if it is 0)"),
+    Code("warmup-unknown-input", "error", "model_warmup names an input the configuration does not have"),
+    Code("warmup-input-invalid", "error", "a warmup input with no data source, a -1 dimension, or a data "
+         "file smaller than its dims need (core GenerateWarmupData)"),
+    # ensembles (ValidateEnsembleSchedulingConfig)
+    Code("ensemble-unknown-model", "error", "an ensemble step names a model that is not in the repository"),
+    Code("ensemble-output-unwritten", "error", "an ensemble output that no step produces (server#3198)"),
+    Code("ensemble-step-io", "error", "a step maps a tensor its model does not have"),
+    Code("ensemble-structure", "error", "ensemble rules: steps and their maps present, every input used, "
+         "no backend / instance_group / optimization / model_warmup, platform matches ensemble_scheduling"),
+)
+SEVERITY: dict[str, Severity] = {c.id: c.severity for c in CODES}
+
+# What the native onnxruntime / pytorch backends themselves refuse when they load a model. The local
+# stand-in backends (tritonize.deploy) apply exactly these rules, so a repository fails there as it fails in
+# the NGC image. Not among them: torch-output-name (the native backend maps other names by position) and
+# reader-missing (a gap in tritonize's environment, not in the model).
+BACKEND_LOAD_CODES = frozenset({
+    "model-file-missing", "model-unreadable", "onnx-unknown-tensor", "onnx-input-missing", "onnx-dtype",
+    "batch-dim-in-dims", "fixed-batch-dim", "rank-mismatch", "dim-mismatch", "torch-input-name",
+    "torch-input-count",
+})
+
+
+def finding(model: str, hit: Hit) -> Finding:
+    code, message = hit
+    return Finding(SEVERITY[code], model, code, message)

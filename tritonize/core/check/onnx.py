@@ -1,0 +1,174 @@
+"""The ONNX file rules (onnxruntime_backend ``onnxruntime.cc``: ValidateInputs, ValidateOutputs,
+CompareDimsSupported, auto-complete). ``onnx`` is imported only when a model file is read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from tritonclient.grpc import model_config_pb2 as pb
+
+from ..datatypes import from_numpy
+from ..errors import SpecError
+from ..loader import summary
+from .codes import Hit
+from .model import ModelView, Tensor, fmt_list, fmt_shape, trt_accelerators
+
+if TYPE_CHECKING:
+    import onnx
+
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
+class _OnnxGraph(NamedTuple):
+    inputs: dict[str, tuple[str, list[int] | None]]  # name -> (TYPE_* name, dims: -1 dynamic, None unknown)
+    outputs: dict[str, tuple[str, list[int] | None]]
+    ops: frozenset[str]
+
+
+def _onnx_graph(model: onnx.ModelProto) -> _OnnxGraph:
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+
+    def info(vi: onnx.ValueInfoProto) -> tuple[str, list[int] | None]:
+        tensor = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        return _onnx_type(tensor.elem_type), dims if tensor.HasField("shape") else None
+
+    return _OnnxGraph({vi.name: info(vi) for vi in graph.input if vi.name not in initializers},
+                      {vi.name: info(vi) for vi in graph.output}, frozenset(n.op_type for n in graph.node))
+
+
+def _onnx_type(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return from_numpy(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).config
+    except (KeyError, TypeError, ValueError, SpecError):
+        return f"unsupported {onnx.TensorProto.DataType.Name(elem_type)}"
+
+
+def check_onnx(m: ModelView) -> Iterator[Hit]:
+    """The rules for each model file of an onnxruntime_onnx model (the registry's validator).
+
+    Without the onnx package it raises ModuleNotFoundError before reading a file: check reports that as
+    reader-missing, not as an unreadable file."""
+    artifacts = m.artifacts()
+    if not artifacts:
+        return
+    import onnx  # outside the try below
+
+    for version, path in artifacts:
+        try:
+            graph = _onnx_graph(onnx.load(str(path), load_external_data=False))
+        except Exception as exc:  # a user file that does not parse is a finding, not a crash
+            yield "model-unreadable", (f"version {version} '{m.model_filename}' is not readable ONNX: "
+                                       f"{summary(exc)}")
+            continue
+        yield from _onnx_names(m, graph)
+        for kind, tensors, known in _onnx_pairs(m, graph):
+            for t in tensors:
+                if t.name in known:
+                    yield from _onnx_tensor(m, f"{kind} '{t.name}'", t, *known[t.name])
+        yield from _onnx_autofill(m, graph)
+        yield from _onnx_int8(m, graph)
+
+
+def _onnx_pairs(m: ModelView, graph: _OnnxGraph) -> tuple[tuple[str, Iterable[Tensor], dict], ...]:
+    """(kind, configured tensors, graph tensors) for inputs, then outputs."""
+    return ("input", m.cfg.input, graph.inputs), ("output", m.cfg.output, graph.outputs)
+
+
+def _onnx_names(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
+    for kind, tensors, known in _onnx_pairs(m, graph):
+        for t in tensors:
+            if t.name and t.name not in known:
+                yield "onnx-unknown-tensor", (f"{kind} '{t.name}' is not in the ONNX graph; its {kind}s are: "
+                                              f"{fmt_list(known)}")
+    if not m.cfg.input:
+        return  # the backend auto-completes the inputs (see _onnx_autofill)
+    seq = m.cfg.sequence_batching
+    listed = ({t.name for t in m.cfg.input} | {c.name for c in seq.control_input}
+              | {s.input_name for s in seq.state} | {n for b in m.cfg.batch_input for n in b.target_name})
+    for name in sorted(set(graph.inputs) - listed):
+        yield "onnx-input-missing", (f"ONNX graph input '{name}' is not in the configuration "
+                                     f"({len(m.cfg.input)} configured inputs, {len(graph.inputs)} in the "
+                                     "model): the backend refuses to load")
+
+
+def _onnx_tensor(
+    m: ModelView, label: str, t: Tensor, dtype: str, model_dims: list[int] | None
+) -> Iterator[Hit]:
+    configured = pb.DataType.Name(t.data_type)
+    if t.data_type != pb.TYPE_INVALID and configured != dtype:
+        yield "onnx-dtype", f"{label} has data_type {configured} but the model provides {dtype}"
+    if model_dims is None or not t.dims:
+        return
+    dims = list(t.reshape.shape) if t.HasField("reshape") else list(t.dims)
+    if not model_dims:  # a scalar in the model: every configured dimension must be 1
+        if any(d != 1 for d in dims):
+            yield "dim-mismatch", f"{label} is a scalar in the model; the configuration may only give 1s"
+        return
+    if m.mbs > 0 and model_dims[0] != -1:
+        yield "fixed-batch-dim", (
+            f"{label}: max_batch_size is {m.mbs} but the model's first dimension is fixed at {model_dims[0]} "
+            f"(model shape {fmt_shape(model_dims)}); to batch, the first dimension must be -1: re-export with a "
+            "dynamic batch axis (server#2387) or set max_batch_size: 0 and give the full shape")
+        return
+    full = [-1, *dims] if m.mbs > 0 else dims
+    if len(full) != len(model_dims):
+        yield _rank_hit(m, label, dims, full, model_dims)
+        return
+    for i, (want, have) in enumerate(zip(full, model_dims, strict=True)):
+        if have != -1 and want != have:
+            yield "dim-mismatch", (f"{label}: configuration shape {fmt_shape(full)} differs from the model "
+                                   f"shape {fmt_shape(model_dims)} at dimension {i} (config {want}, model "
+                                   f"{have}); a fixed model dimension must be given exactly")
+            return
+
+
+def _rank_hit(m: ModelView, label: str, dims: list[int], full: list[int], model_dims: list[int]) -> Hit:
+    if m.mbs > 0 and len(dims) == len(model_dims):
+        return "batch-dim-in-dims", (
+            f"{label}: dims {fmt_shape(dims)} include the batch dimension; with max_batch_size {m.mbs} Triton "
+            f"prepends it (full shape {fmt_shape(full)}) but the model shape is {fmt_shape(model_dims)}: use dims "
+            f"{fmt_shape(model_dims[1:])} (server#1545, server#6529)")
+    hint = ""
+    if m.mbs == 0 and len(dims) + 1 == len(model_dims) and model_dims[0] == -1:
+        hint = "; max_batch_size is 0, so dims are the full shape (or set max_batch_size > 0 to batch)"
+    return "rank-mismatch", (f"{label}: the model expects {len(model_dims)} dimensions {fmt_shape(model_dims)} "
+                             f"but the configuration gives {len(full)} {fmt_shape(full)}{hint}")
+
+
+def _onnx_autofill(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
+    if m.cfg.input and m.cfg.output:
+        return  # the backend skips auto-complete when both are listed (onnxruntime_backend#113)
+    missing = "inputs" if not m.cfg.input else "outputs"
+    yield "config-autocomplete", (f"the configuration lists no {missing}: the onnxruntime backend fills them "
+                                  "in from the model, never with --disable-auto-complete-config; list them")
+    shapes = {name: dims for name, (_, dims) in (*graph.inputs.items(), *graph.outputs.items())}
+    fixed = sorted(name for name, dims in shapes.items() if not dims or dims[0] != -1)
+    if m.mbs > 0 and fixed:
+        yield "fixed-batch-dim", (f"max_batch_size is {m.mbs} but model tensor '{fixed[0]}' has no dynamic "
+                                  "first dimension: auto-complete fails ('model does not support batching')")
+    elif m.mbs == 0 and not fixed:
+        yield "max-batch-size-autofill", (
+            "max_batch_size is 0 or omitted and every model tensor has a dynamic first dimension: "
+            "auto-complete sets max_batch_size to 4 and turns on dynamic batching, so dims lose their first "
+            "dimension; write max_batch_size explicitly")
+
+
+def _onnx_int8(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
+    for acc in trt_accelerators(m.cfg):
+        if acc.parameters.get("precision_mode") != "INT8":
+            continue
+        table = acc.parameters.get("int8_calibration_table_name")
+        has_qdq = bool(graph.ops & _QDQ_OPS)
+        if not has_qdq and not table:
+            yield "trt-int8-calibration", ("tensorrt precision_mode INT8 needs QuantizeLinear/"
+                                           "DequantizeLinear nodes or int8_calibration_table_name; the "
+                                           "model has neither")
+        elif has_qdq and table:
+            yield "trt-int8-calibration", (f"int8_calibration_table_name '{table}' is set but the model has "
+                                           "Q/DQ nodes: TensorRT refuses a calibration table for a Q/DQ "
+                                           "model and session creation fails; remove the table")
