@@ -72,8 +72,8 @@ def build_model() -> tuple[Any, Any]:
 
 def build_repository(repo: Path) -> None:
     from tritonize.generator.build import build
-from tritonize.generator.request import ModelRequest
     from tritonize.generator.config_spec import InstanceGroup
+    from tritonize.generator.request import ModelRequest
 
     request = ModelRequest(MODEL, f"{Path(__file__).resolve()}:build_model", formats=("onnx",),
                            max_batch_size=MAX_BATCH_SIZE, instance_group=(InstanceGroup("cpu", 1),), version=1)

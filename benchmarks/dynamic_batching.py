@@ -77,8 +77,8 @@ def build_model(hidden: int = HIDDEN) -> tuple[Any, Any]:
 
 def build_repository(repo: Path, hidden: int) -> None:
     from tritonize.generator.build import build
-from tritonize.generator.request import FormatOptions, ModelRequest
     from tritonize.generator.config_spec import DynamicBatching, InstanceGroup
+    from tritonize.generator.request import FormatOptions, ModelRequest
 
     options = {"onnx": FormatOptions(parameters={"intra_op_thread_count": "1"})}
     requests = [

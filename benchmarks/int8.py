@@ -185,8 +185,8 @@ def prepare(work: Path, quick: bool, built_variants: list[str]) -> None:
 
     from tritonize.generator.build import build
     from tritonize.generator.manifest import environment
-    from tritonize.generator.request import FormatOptions, ModelRequest
     from tritonize.generator.quantization import Quantization
+    from tritonize.generator.request import FormatOptions, ModelRequest
 
     repo, summary = work / "repo", {"models": {}, "environment": environment(),
                                     "torch_threads": torch.get_num_threads()}

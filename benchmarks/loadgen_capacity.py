@@ -18,7 +18,7 @@ Every level is one ``run_benchmark`` call (engine ``builtin``, batch 1):
 - open loop (constant arrivals) at 750, 1000, 1250, ... req/s, rising until the achieved rate falls short of the
   target by more than 5 % (or errors appear); again all combinations interleaved at each rate.
 
-At the end of every measurement window (the harness's progress callback): CPU time of the generator (this process,
+At the end of every measurement window (the harness's log line for it): CPU time of the generator (this process,
 all threads, and its worker processes), of the server (``/proc/<pid>/stat`` utime + stime of tritonserver and of
 each descendant: the stub process runs the model), of the whole machine (``/proc/stat``: other processes share it)
 and Triton's statistics (successful requests, executions, compute_infer); shares are taken over the measured
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
 import subprocess
@@ -74,8 +75,8 @@ def build_model() -> tuple[Any, Any]:
 
 def build_repository(repo: Path) -> None:
     from tritonize.generator.build import build
-from tritonize.generator.request import FormatOptions, ModelRequest
     from tritonize.generator.config_spec import InstanceGroup
+    from tritonize.generator.request import FormatOptions, ModelRequest
 
     request = ModelRequest(MODEL, f"{THIS}:build_model", formats=("onnx",), max_batch_size=MAX_BATCH_SIZE,
                            instance_group=(InstanceGroup("cpu", 1),), version=1,
@@ -152,8 +153,8 @@ def counters(client: Any, model: str) -> dict[str, int]:
 # --- one measured level ------------------------------------------------------------------------------------------
 def measure(server: Any, stats_client: Any, model: str, protocol: str, mode: str, level: float, workers: int,
             settings: Any, log: Any, instances: int = 1) -> dict[str, Any]:
-    """One ``run_benchmark`` call at one level. At the end of every measurement window (the harness's progress
-    callback) a ``snapshot``: CPU of both sides and Triton's counters; the shares below cover the last windows
+    """One ``run_benchmark`` call at one level. At the end of every measurement window (the harness's log
+    line for it) a ``snapshot``: CPU of both sides and Triton's counters; the shares below cover the last windows
     (the last three when there were four or more, else the last two), i.e. the measured ones, not the warm-up."""
     from tritonize.client.bench.harness import BenchRequest, run_benchmark
 
@@ -163,12 +164,21 @@ def measure(server: Any, stats_client: Any, model: str, protocol: str, mode: str
                            metrics_url=server.metrics_url)
     snaps: list[dict[str, Any]] = []
 
-    def progress(message: str) -> None:
-        if ": window " in message:
-            snaps.append(snapshot(server.process.pid, stats_client, model))
+    class AtWindowEnd(logging.Handler):  # the harness logs one line per finished window
+        def emit(self, record: logging.LogRecord) -> None:
+            if ": window " in record.getMessage():
+                snaps.append(snapshot(server.process.pid, stats_client, model))
 
+    handler, log = AtWindowEnd(), logging.getLogger("tritonize.measure")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     t0 = time.monotonic()
-    result = run_benchmark(request, progress)
+    try:
+        result = run_benchmark(request)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
     wall = time.monotonic() - t0
     row = result.rows[0]
     first, last = (snaps[-4] if len(snaps) >= 4 else snaps[0]), snaps[-1]
@@ -531,7 +541,7 @@ combination stops after the first rate whose achieved throughput falls short of 
 that combination (the median, because the p99 of a shared machine jumps with any stall). Window {so['interval_s']} s, \
 warm-up {so['warmup_s']} s, at most {so['max_trials']} windows (past saturation latency grows without bound and never \
 is stable).
-- CPU: at the end of every measurement window (the harness's progress callback) a snapshot of `/proc/<pid>/stat` \
+- CPU: at the end of every measurement window (the harness's log line for it) a snapshot of `/proc/<pid>/stat` \
 utime+stime of the generator (this process, all threads, plus its worker processes) and of the server (tritonserver \
 and its descendants: the stub process runs the model), of the whole machine (`/proc/stat`: "other processes" \
 is the rest), and of Triton's statistics. Cores = CPU seconds / wall seconds and µs/req = CPU seconds / requests \

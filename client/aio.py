@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from . import calls
 from .client import _OPTIONS, Outputs
@@ -162,14 +162,10 @@ class AsyncModelClient:
                     request_id: str = "", sequence_id: int | str = 0, sequence_start: bool = False,
                     sequence_end: bool = False, headers: Mapping[str, str] | None = None, **named: Any) -> Outputs:
         arrays = self.info.check_inputs(calls.merge_inputs(self.info, inputs, named), cast)
-        if priority or server_timeout_us is not None or parameters or request_id or sequence_id or sequence_start \
-                or sequence_end or headers:
-            options = calls.request_options(self.client.headers, headers, priority=priority,
-                                            server_timeout_us=server_timeout_us, request_id=request_id,
-                                            sequence_id=sequence_id, sequence_start=sequence_start,
-                                            sequence_end=sequence_end, parameters=parameters)
-        else:
-            options = self._options
+        options = calls.call_options(self._options, self.client.headers, headers, priority=priority,
+                                     server_timeout_us=server_timeout_us, request_id=request_id,
+                                     sequence_id=sequence_id, sequence_start=sequence_start,
+                                     sequence_end=sequence_end, parameters=parameters)
         return await self._send(arrays, self.info.output_names(outputs) if outputs else None, options, timeout_s)
 
     async def infer_sample(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs:
@@ -185,13 +181,13 @@ class AsyncModelClient:
         options = self._options
         gate = asyncio.Semaphore(max(1, max_concurrency or self.client.max_concurrency))
 
-        async def one(part: dict[str, np.ndarray]) -> Outputs:
+        async def one(part: dict[str, NDArray[Any]]) -> Outputs:
             async with gate:
                 return await self._send(part, names, options, timeout_s)
 
         return calls.concat(await asyncio.gather(*(one(p) for p in parts)))
 
-    async def _send(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
+    async def _send(self, arrays: dict[str, NDArray[Any]], names: list[str] | None, options: RequestOptions,
                     timeout_s: float | None) -> Outputs:
         client = self.client
         budget = timeout_s or client.timeout_s
@@ -207,7 +203,7 @@ class AsyncModelClient:
             except TritonClientError as exc:
                 await asyncio.sleep(attempts.delay_after(exc))
 
-    async def _attempt(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
+    async def _attempt(self, arrays: dict[str, NDArray[Any]], names: list[str] | None, options: RequestOptions,
                        timeout_s: float | None) -> Outputs:
         client = self.client
         wanted = names or self.info.all_outputs

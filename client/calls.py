@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import InvalidInputError
 from .model_info import ModelInfo
@@ -29,17 +30,25 @@ def request_options(headers: Mapping[str, str], call_headers: Mapping[str, str] 
     return RequestOptions(headers={**headers, **(call_headers or {})}, **fields)
 
 
+def call_options(default: RequestOptions, headers: Mapping[str, str], call_headers: Mapping[str, str] | None, *,
+                 server_timeout_us: int | None, **fields: Any) -> RequestOptions:
+    """One call's options: the model client's shared ``default`` unless the call sets any (the hot path)."""
+    if call_headers or server_timeout_us is not None or any(fields.values()):
+        return request_options(headers, call_headers, server_timeout_us=server_timeout_us, **fields)
+    return default
+
+
 def add_batch_dim(info: ModelInfo, inputs: Mapping[str, Any]) -> dict[str, Any]:
     if not info.batching:
         raise InvalidInputError(f"model '{info.name}' does not batch (max_batch_size 0): use infer()")
     return {name: np.asarray(value)[None] for name, value in inputs.items()}
 
 
-def concat(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def concat(parts: Sequence[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if len(parts) > 1 else parts[0]
 
 
-def checked_chunks(info: ModelInfo, inputs: Mapping[str, Any], cast: bool | str) -> list[dict[str, np.ndarray]]:
+def checked_chunks(info: ModelInfo, inputs: Mapping[str, Any], cast: bool | str) -> list[dict[str, NDArray[Any]]]:
     """For infer_batch: the inputs split along the batch into checked pieces of at most max_batch_size."""
     if not info.batching:
         return [info.check_inputs(inputs, cast)]
@@ -53,7 +62,7 @@ def checked_chunks(info: ModelInfo, inputs: Mapping[str, Any], cast: bool | str)
             for s in range(0, max(total, 1), step)]
 
 
-def shm_plan(pool: RegionPool | None, info: ModelInfo, arrays: dict[str, np.ndarray],
+def shm_plan(pool: RegionPool | None, info: ModelInfo, arrays: dict[str, NDArray[Any]],
              names: list[str]) -> ShmPlan | None:
     if pool is None:
         return None
@@ -68,7 +77,7 @@ def _output_meta(result: Any, name: str) -> tuple[list[int], str]:
     return [int(d) for d in meta.shape], meta.datatype  # gRPC protobuf
 
 
-def extract(result: Any, names: list[str], shm: ShmPlan | None, pool: RegionPool | None) -> dict[str, np.ndarray]:
+def extract(result: Any, names: list[str], shm: ShmPlan | None, pool: RegionPool | None) -> dict[str, NDArray[Any]]:
     out = {}
     for name in names:
         if shm is not None and pool is not None and name in shm.outputs:

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
 from . import calls
@@ -190,14 +189,10 @@ class ModelClient:
               sequence_end: bool = False, headers: Mapping[str, str] | None = None, **named: Any) -> Outputs:
         """Run one request; inputs by name (a dict, keyword arguments, or both). Returns outputs by name."""
         arrays = self.info.check_inputs(calls.merge_inputs(self.info, inputs, named), cast)
-        if priority or server_timeout_us is not None or parameters or request_id or sequence_id or sequence_start \
-                or sequence_end or headers:
-            options = calls.request_options(self.client.headers, headers, priority=priority,
-                                            server_timeout_us=server_timeout_us, request_id=request_id,
-                                            sequence_id=sequence_id, sequence_start=sequence_start,
-                                            sequence_end=sequence_end, parameters=parameters)
-        else:
-            options = self._options
+        options = calls.call_options(self._options, self.client.headers, headers, priority=priority,
+                                     server_timeout_us=server_timeout_us, request_id=request_id,
+                                     sequence_id=sequence_id, sequence_start=sequence_start,
+                                     sequence_end=sequence_end, parameters=parameters)
         return self._send(arrays, self.info.output_names(outputs) if outputs else None, options, timeout_s)
 
     def infer_sample(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs:
@@ -219,7 +214,7 @@ class ModelClient:
         with ThreadPoolExecutor(workers) as pool:
             return calls.concat(list(pool.map(lambda p: self._send(p, names, options, timeout_s), parts)))
 
-    def _send(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
+    def _send(self, arrays: dict[str, NDArray[Any]], names: list[str] | None, options: RequestOptions,
               timeout_s: float | None) -> Outputs:
         """One request within its deadline, retried on errors that may pass (the retry state is only built
         after a failure: this path is hot)."""
@@ -237,7 +232,7 @@ class ModelClient:
             except TritonClientError as exc:
                 time.sleep(attempts.delay_after(exc))
 
-    def _attempt(self, arrays: dict[str, np.ndarray], names: list[str] | None, options: RequestOptions,
+    def _attempt(self, arrays: dict[str, NDArray[Any]], names: list[str] | None, options: RequestOptions,
                  timeout_s: float | None) -> Outputs:
         client = self.client
         wanted = names or self.info.all_outputs

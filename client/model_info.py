@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tritonize.core.datatypes import BY_CONFIG, DataType
 
@@ -79,7 +80,7 @@ class ModelInfo:
         return {t.name: t for t in self.inputs}
 
     @cached_property
-    def _plain(self) -> tuple[tuple[str, np.dtype, int, tuple[tuple[int, int], ...]], ...] | None:
+    def _plain(self) -> tuple[tuple[str, np.dtype[Any], int, tuple[tuple[int, int], ...]], ...] | None:
         """(name, dtype, rank, fixed (axis, size) pairs) per input, when every input is required and numeric:
         what a well-formed call can be checked against with a few comparisons."""
         if any(t.optional or t.dtype.is_string for t in self.inputs):
@@ -108,7 +109,7 @@ class ModelInfo:
                 batch = shape[0]
         return not self.batching or 0 < batch <= self.max_batch_size
 
-    def check_inputs(self, given: Mapping[str, Any], cast: bool | str = False) -> dict[str, np.ndarray]:
+    def check_inputs(self, given: Mapping[str, Any], cast: bool | str = False) -> dict[str, NDArray[Any]]:
         """Arrays ready to send: names, dtypes, ranks, dims and the batch size checked against the config.
         Dtypes must match exactly unless ``cast`` opts into a conversion: a numpy casting rule ("safe":
         int32 → int64; "same_kind": also float64 → float32), True meaning "same_kind". Raises
@@ -120,7 +121,7 @@ class ModelInfo:
             if name not in known:
                 raise InvalidInputError(f"input '{name}' of model '{self.name}': not an input; expected "
                                         + ", ".join(t.describe(self.batching) for t in self.inputs))
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, NDArray[Any]] = {}
         batch = None
         for spec in self.inputs:
             if spec.name not in given:
@@ -147,7 +148,7 @@ class ModelInfo:
             arrays[spec.name] = array
         return arrays
 
-    def _array(self, spec: TensorInfo, value: Any, cast: bool | str) -> np.ndarray:
+    def _array(self, spec: TensorInfo, value: Any, cast: bool | str) -> NDArray[Any]:
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
         expected = spec.dtype.numpy
         if spec.dtype.is_string:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .errors import UsageError
 
@@ -45,10 +46,10 @@ class _System:
 
     unregister = "unregister_system_shared_memory"
 
-    def write(self, handle: Any, array: np.ndarray) -> None:
+    def write(self, handle: Any, array: NDArray[Any]) -> None:
         self.shm.set_shared_memory_region(handle, [np.ascontiguousarray(array)])
 
-    def read(self, handle: Any, dtype: np.dtype, shape: list[int]) -> np.ndarray:
+    def read(self, handle: Any, dtype: np.dtype[Any], shape: list[int]) -> NDArray[Any]:
         return np.array(self.shm.get_contents_as_numpy(handle, dtype, shape), copy=True)
 
     def destroy(self, handle: Any) -> None:
@@ -140,7 +141,7 @@ class ShmPlan:
     handles: dict[str, Any]
 
 
-def plan(pool: RegionPool, arrays: dict[str, np.ndarray],
+def plan(pool: RegionPool, arrays: dict[str, NDArray[Any]],
          output_sizes: dict[str, int]) -> ShmPlan:
     """Take regions for every input and for each output of known byte size; write the inputs."""
     result = ShmPlan({}, {}, [], [], {})
@@ -178,7 +179,7 @@ def output_sizes(outputs: list[Any], names: list[str], batch: int | None) -> dic
     return sizes
 
 
-def read_output(pool: RegionPool, handle: Any, datatype: str, shape: list[int]) -> np.ndarray:
+def read_output(pool: RegionPool, handle: Any, datatype: str, shape: list[int]) -> NDArray[Any]:
     from tritonize.core.datatypes import BY_WIRE
 
     return pool.backend.read(handle, BY_WIRE[datatype].numpy, shape)

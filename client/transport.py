@@ -13,10 +13,10 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
-import numpy as np
+from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from tritonize.core.datatypes import wire_type
@@ -67,7 +67,7 @@ class RequestOptions:
 DEFAULT_OPTIONS = RequestOptions()
 
 
-def map_error(exc: BaseException, what: str) -> TritonClientError:
+def map_error(exc: BaseException, what: str, address: str = "") -> TritonClientError:
     """tritonclient / network errors → tritonize errors, keeping Triton's message."""
     if isinstance(exc, TritonClientError):
         return exc
@@ -90,7 +90,8 @@ def map_error(exc: BaseException, what: str) -> TritonClientError:
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or type(exc).__name__ == "Timeout":
         return InferenceTimeoutError(f"{what}: timed out ({exc or type(exc).__name__})")
     if isinstance(exc, OSError):  # refused, reset, DNS: includes aiohttp's connector errors
-        return ServerUnavailableError(f"{what}: {type(exc).__name__}: {exc}")
+        at = f"cannot reach {address}: " if address else ""
+        return ServerUnavailableError(f"{what}: {at}{type(exc).__name__}: {exc}")
     return ServerError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -114,7 +115,7 @@ class _Requests:
         self.module = module
         self.protocol = protocol
 
-    def inputs(self, arrays: Mapping[str, np.ndarray], shm: Mapping[str, tuple[str, int]] | None) -> list[Any]:
+    def inputs(self, arrays: Mapping[str, NDArray[Any]], shm: Mapping[str, tuple[str, int]] | None) -> list[Any]:
         out = []
         for name, array in arrays.items():
             tensor = self.module.InferInput(name, list(array.shape), wire_type(array.dtype))
@@ -239,7 +240,7 @@ class SyncTransport:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            raise map_error(exc, what) from exc
+            raise map_error(exc, what, self.endpoint.address) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -275,7 +276,7 @@ class AsyncTransport:
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
-            raise map_error(exc, what) from exc
+            raise map_error(exc, what, self.endpoint.address) from exc
 
     async def close(self) -> None:
         await self.client.close()
@@ -287,11 +288,11 @@ def _message_dict(message: Any) -> dict[str, Any]:
     from google.protobuf import json_format
 
     try:
-        return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                         always_print_fields_with_no_presence=True)
+        return cast("dict[str, Any]", json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                                                always_print_fields_with_no_presence=True))
     except TypeError:  # protobuf < 5.26
-        return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                         including_default_value_fields=True)
+        return cast("dict[str, Any]", json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                                                including_default_value_fields=True))
 
 
 def normalize(protocol: str, kind: str, value: Any) -> Any:

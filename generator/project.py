@@ -159,8 +159,8 @@ def requests_from_manifests(path: Path) -> list[ModelRequest]:
     requests: dict[str, ModelRequest] = {}
     for file in files:
         try:
-            manifest = json.loads(file.read_text())
-            recorded = manifest["request"]
+            versions = json.loads(file.read_text())["versions"]
+            recorded = versions[max(versions, key=int)]["request"]  # the newest version's request
             name = recorded["name"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SpecError("--from-manifest", str(file), f"a tritonize manifest with a request ({exc!r})") from None

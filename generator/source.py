@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ def force_eval(module: torch.nn.Module, ref: str) -> None:
 def forward_names(module: torch.nn.Module, count: int | None = None) -> list[str]:
     """Names of the tensor arguments of forward(); INPUT__i when they cannot be known (``*args``)."""
     if isinstance(module, torch.jit.ScriptModule):
-        return [a.name for a in module.forward.schema.arguments[1:]]
+        return [a.name for a in cast(Any, module.forward).schema.arguments[1:]]
     params = inspect.signature(module.forward).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
         return [f"INPUT__{i}" for i in range(count or 0)]
@@ -155,7 +155,8 @@ def load_source(
     if path.suffix in (".pt", ".onnx"):
         if not path.is_file():
             raise SourceError("source", source, "an existing .pt or .onnx file")
-        digest = {"kind": path.suffix[1:], "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        digest: dict[str, Any] = {"kind": path.suffix[1:], "path": str(path),
+                                  "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
         if path.suffix == ".onnx":
             return _load_onnx(path, digest, batching, declared, examples_from_file, output_names)
         try:

@@ -25,12 +25,12 @@ def convert(value: Any, tp: Any, where: str) -> Any:
     if tp is Path:
         return Path(convert(value, str, where))
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):  # already built (a structural form read by the caller)
+        if isinstance(value, typing.cast(type, tp)):  # already built (a structural form read by the caller)
             return value
         if hasattr(tp, "from_toml"):
             return tp.from_toml(value, where)
         if not isinstance(value, Mapping):
-            raise SpecError(where, value, f"a table of {tp.__name__} fields")
+            raise SpecError(where, value, f"a table of {typing.cast(type, tp).__name__} fields")
         return from_table(tp, value, where)
     if origin is tuple:
         if not isinstance(value, list):
@@ -70,29 +70,30 @@ def from_table(cls: Any, table: Mapping[str, Any], where: str, known: list[str] 
         raise SpecError(where, dict(table), f"the required keys of {cls.__name__} ({exc})") from None
 
 
-def to_value(value: Any) -> Any:
-    """The TOML form of a field value (dataclasses as tables of their non-default fields)."""
+def to_value(value: Any, *, full: bool = False) -> Any:
+    """The TOML form of a field value: dataclasses as tables of their non-default fields (``full``: of every
+    field — list items, so that ``instance_group = [{ kind = "KIND_GPU", count = 1 }]`` reads as it means)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return value.to_toml() if hasattr(value, "to_toml") else to_table(value)
+        return value.to_toml() if hasattr(value, "to_toml") else to_table(value, keep_defaults=full)
     if isinstance(value, Mapping):
         return {str(k): to_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_value(v) for v in value]
+        return [to_value(v, full=True) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value
 
 
-def to_table(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The fields of dataclass ``obj`` that differ from their defaults, as TOML values (None is left out)."""
+def to_table(obj: Any, skip: tuple[str, ...] = (), keep_defaults: bool = False) -> dict[str, Any]:
+    """The fields of dataclass ``obj`` that differ from their defaults (or all), as TOML values (None is left out)."""
     out = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if f.name in skip or value is None or not f.init:
             continue
-        if f.default is not dataclasses.MISSING and value == f.default:
+        if not keep_defaults and f.default is not dataclasses.MISSING and value == f.default:
             continue
-        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+        if not keep_defaults and f.default_factory is not dataclasses.MISSING and value == f.default_factory():
             continue
         out[f.name] = to_value(value)
     return out

@@ -60,7 +60,7 @@ def _compare(got: np.ndarray, ref: np.ndarray, tol: Tolerance) -> tuple[bool, st
     if got.dtype.kind not in "fc":
         bad = np.argwhere(got != ref)
         if len(bad):
-            idx = tuple(int(i) for i in bad[0])
+            idx: tuple[Any, ...] = tuple(int(i) for i in bad[0])
             return False, f"at index {idx}: got {got[idx]}, expected {ref[idx]} ({len(bad)} elements differ)"
         return True, ""
     g, r = got.astype(np.float64), ref.astype(np.float64)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import UsageError
 from ..transport import Endpoint
@@ -46,7 +47,7 @@ class Target:
     protocol: str
     model: str
     version: str
-    inputs: Mapping[str, np.ndarray]
+    inputs: Mapping[str, NDArray[Any]]
     mode: str  # concurrency | request_rate
     distribution: str = "constant"  # request_rate: constant | poisson
 
@@ -71,7 +72,7 @@ async def _request(client: Any, module: Any, target: Target, start: float, emit:
     emit(Record(start, end, ok, (sent - began) * 1e6, (end - answered) * 1e6, (began - start) * 1e6))
 
 
-def _wire(array: np.ndarray) -> str:
+def _wire(array: NDArray[Any]) -> str:
     from tritonize.core.datatypes import wire_type
 
     return wire_type(array.dtype)

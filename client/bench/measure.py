@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tritonize.core.log import logger, progress
 from tritonize.core.stats import percentile
 
 from ..client import TritonClient
 from ..errors import UsageError
+from ..model_info import ModelInfo
 from .loadgen import Record, Target, start_workers
 from .results import PERCENTILES, LevelResult
 
@@ -206,8 +208,8 @@ def _warn_if_behind(records: Sequence[Record], what: str) -> None:
                  "(p99): it cannot keep this rate; add --workers or lower the rate")
 
 
-def make_inputs(info: Any, batch_size: int, shapes: Mapping[str, Sequence[int]], data: str,
-                seed: int = 0) -> dict[str, np.ndarray]:
+def make_inputs(info: ModelInfo, batch_size: int, shapes: Mapping[str, Sequence[int]], data: str,
+                seed: int = 0) -> dict[str, NDArray[Any]]:
     """One request's inputs from the model's config: ``random``, ``zero``, or an .npz of arrays by name."""
     if data not in ("random", "zero"):
         with np.load(data) as loaded:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -51,7 +51,7 @@ def standin_for(config: dict[str, Any]) -> type[StandIn]:
     from tritonize.core.loader import load_callable
 
     backend = _backend(config)
-    cls: type[StandIn] = load_callable(backend.standin, f"{backend.name} stand-in")
+    cls = cast("type[StandIn]", load_callable(backend.standin, f"{backend.name} stand-in"))
     return cls
 
 

@@ -31,7 +31,7 @@ class OnnxRuntimeModel(StandIn):
         options.graph_optimization_level = {-1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                                             1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}.get(
             level, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        providers = ["CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict[str, Any]]] = ["CPUExecutionProvider"]
         if self.gpu and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device_id}))
         elif self.gpu:

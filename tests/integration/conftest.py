@@ -11,9 +11,9 @@ import pytest
 
 from tritonize.deploy.local import LocalTriton
 from tritonize.generator.build import BuiltModel, build
-from tritonize.generator.request import ModelRequest
 from tritonize.generator.config_spec import DynamicBatching, InstanceGroup, VersionPolicy
 from tritonize.generator.io_spec import DeclaredTensor
+from tritonize.generator.request import ModelRequest
 
 TOY = str(Path(__file__).parents[1] / "unit" / "toy_models.py")
 BROKEN = "broken_onnx"  # a generated model whose config is then edited to disagree with the ONNX graph

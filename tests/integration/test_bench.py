@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tritonize.cli import main
 from tritonize.client.bench.harness import BenchRequest, run_benchmark
 from tritonize.client.bench.measure import Settings, percentile
-from tritonize.cli import main
 from tritonize.deploy.local import LocalTriton
 from tritonize.generator.build import build
-from tritonize.generator.request import ModelRequest
 from tritonize.generator.config_spec import InstanceGroup
+from tritonize.generator.request import ModelRequest
 
 from .conftest import STUB_PREAMBLE
 

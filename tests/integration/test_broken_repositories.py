@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonize.deploy.local import LocalTriton, ServerStartError
 from tritonize.core.check import BACKEND_LOAD_CODES
+from tritonize.deploy.local import LocalTriton, ServerStartError
 
 from .conftest import STUB_PREAMBLE
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tritonize.cli import main
 from tritonize.client import (
     AsyncTritonClient,
     InferenceTimeoutError,
@@ -23,7 +24,6 @@ from tritonize.client import (
     TritonClient,
 )
 from tritonize.client.calls import request_options
-from tritonize.cli import main
 from tritonize.deploy.local import LocalTriton, free_port
 
 from .conftest import Served

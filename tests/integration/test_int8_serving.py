@@ -12,10 +12,10 @@ import torch
 from tritonize.client import TritonClient
 from tritonize.deploy.local import LocalTriton
 from tritonize.generator.build import build
-from tritonize.generator.request import FormatOptions, ModelRequest
 from tritonize.generator.examples.digits import load_digits_split
 from tritonize.generator.examples.sequence import make_task
 from tritonize.generator.quantization import Quantization
+from tritonize.generator.request import FormatOptions, ModelRequest
 from tritonize.generator.runners import OnnxRunner
 
 STATIC = FormatOptions(quantization=Quantization("static"))
@@ -54,4 +54,8 @@ def test_served_int8_equals_the_artifact(int8_server: tuple[Path, LocalTriton], 
         inputs = {"ids": ids, "mask": mask}
     with TritonClient(server.grpc_url) as triton:
         served = next(iter(triton.model(model).infer(inputs).values()))
-    np.testing.assert_allclose(served, _direct(repo, model, inputs), rtol=0, atol=1e-6)
+    # torch 2.13's CPU kernels for the INT8 TorchScript CNN give results that depend on where the input lies in
+    # memory: the same array as a fresh numpy copy and as a slice of the digits split differ by 3.8e-6 (float32
+    # rounding of logits up to ~10), so TorchScript INT8 is compared to 1e-5 and ONNX Runtime exactly as before
+    atol = 1e-5 if "torchscript" in model else 1e-6
+    np.testing.assert_allclose(served, _direct(repo, model, inputs), rtol=0, atol=atol)

@@ -12,8 +12,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from tritonize.generator.render import parse_config
 from tritonize.core.formats import FORMATS
+from tritonize.generator.render import parse_config
 
 from .conftest import BROKEN, Served
 

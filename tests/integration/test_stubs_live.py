@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from click.testing import CliRunner
 
-from tritonize.client import AsyncTritonClient, ModelInfo, TritonClient
 from tritonize.cli import main
+from tritonize.client import AsyncTritonClient, ModelInfo, TritonClient
 from tritonize.client.stubs import model_infos_from_repository, model_infos_from_server, render_stubs
 
 from .conftest import Served

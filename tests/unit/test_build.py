@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
+from tritonize.core.formats import Tolerance
 from tritonize.generator.build import build
-from tritonize.generator.request import FormatOptions, ModelRequest
 from tritonize.generator.config_spec import DynamicBatching
 from tritonize.generator.errors import (
     ExportError,
@@ -22,7 +22,7 @@ from tritonize.generator.errors import (
 )
 from tritonize.generator.io_spec import DeclaredTensor
 from tritonize.generator.render import parse_config
-from tritonize.core.formats import Tolerance
+from tritonize.generator.request import FormatOptions, ModelRequest
 from tritonize.generator.writer import MANIFEST, sha256
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from tritonize.deploy.docker import DEFAULT_IMAGE, run_kwargs
 from tritonize.deploy.local import LocalTriton, make_backend_dir
 from tritonize.generator.build import build, cpu_variant
-from tritonize.generator.request import ModelRequest
 from tritonize.generator.config_spec import (
     InstanceGroup,
     ModelConfigSpec,
@@ -16,6 +15,7 @@ from tritonize.generator.config_spec import (
     TensorRTAccelerator,
 )
 from tritonize.generator.render import parse_config
+from tritonize.generator.request import ModelRequest
 
 
 def test_docker_run_arguments(tmp_path: Path) -> None:

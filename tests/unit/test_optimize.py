@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from tritonize.generator.build import BuiltModel, build
-from tritonize.generator.request import FormatOptions, ModelRequest
-from tritonize.generator.tables import optimization_table
 from tritonize.generator.config_spec import InstanceGroup, Optimization, TensorRTAccelerator
 from tritonize.generator.errors import SpecError
 from tritonize.generator.optimize import AccuracyError
 from tritonize.generator.quantization import Quantization
 from tritonize.generator.render import parse_config
+from tritonize.generator.request import FormatOptions, ModelRequest
+from tritonize.generator.tables import optimization_table
 from tritonize.generator.writer import MANIFEST
 
 DIGITS = "tritonize.generator.examples.digits:build_digits_cnn"

@@ -47,8 +47,9 @@ def _instance_group(instances: int | None, kind: str | None, gpus: str | None) -
         raise SpecError("--gpus", gpus, "comma-separated integers") from None
     if instances is None and kind is None and not gpu_ids:
         return []
+    # built here, so that a bad value is reported as instance_group.count (the flag's field), not as a list item
     group = generator("config_spec").InstanceGroup(kind or "auto", 1 if instances is None else instances, gpu_ids)
-    return [{"kind": group.kind, "count": group.count, "gpus": list(group.gpus)}]  # checked: errors name the flag's field
+    return [{"kind": group.kind, "count": group.count, "gpus": list(group.gpus)}]
 
 
 def _format_table(fmt: str, a: dict[str, Any]) -> dict[str, Any]:

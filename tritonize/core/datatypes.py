@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from .errors import SpecError
 class DataType:
     config: str  # model_config.proto enum name, e.g. "TYPE_FP32"
     wire: str  # KServe v2 protocol name, e.g. "FP32"
-    numpy: np.dtype  # object for strings
+    numpy: np.dtype[Any]  # object for strings
 
     @property
     def is_float(self) -> bool:
@@ -50,7 +51,7 @@ _TABLE = [
 
 BY_CONFIG: dict[str, DataType] = {t.config: t for t in _TABLE}
 BY_WIRE: dict[str, DataType] = {t.wire: t for t in _TABLE}
-_BY_NUMPY: dict[np.dtype, DataType] = {t.numpy: t for t in _TABLE}
+_BY_NUMPY: dict[np.dtype[Any], DataType] = {t.numpy: t for t in _TABLE}
 _ALIASES = {
     "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
     "uint64": "TYPE_UINT64", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
@@ -76,12 +77,12 @@ def parse_data_type(name: str, field: str = "data_type") -> DataType:
 
 
 @functools.lru_cache(maxsize=64)
-def wire_type(dtype: np.dtype) -> str:
+def wire_type(dtype: np.dtype[Any]) -> str:
     """The protocol name of a numpy dtype (cached: called for every tensor of every request)."""
     return from_numpy(dtype).wire
 
 
-def from_numpy(dtype: np.dtype | type) -> DataType:
+def from_numpy(dtype: np.dtype[Any] | type) -> DataType:
     dt = np.dtype(dtype)
     if dt.kind in "SUO":
         return BY_CONFIG["TYPE_STRING"]

@@ -39,7 +39,7 @@ def load_callable(ref: str, field: str) -> Callable[..., Any]:
         raise SourceError(field, ref, f"an importable module ({exc})") from None
     except Exception as exc:
         raise ModelLoadError(f"{field} {ref!r}: importing {module_name} raised {summary(exc)}") from exc
-    fn = getattr(module, attr, None)
+    fn: Callable[..., Any] | None = getattr(module, attr, None)
     if not callable(fn):
         raise SourceError(field, ref, f"a callable named {attr!r} in {module_name}")
     return fn

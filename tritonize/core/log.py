@@ -14,6 +14,7 @@ ROOT = "tritonize"
 NOISY = ("onnxruntime", "onnxruntime.quantization", "torch.onnx", "torch._dynamo", "torch.export", "matplotlib")
 
 _console: Any = None  # a rich Console once the CLI enables progress bars on a terminal
+logging.getLogger(ROOT).addHandler(logging.NullHandler())  # a host that configures no logging sees nothing
 
 
 def logger(module: str) -> logging.Logger:
@@ -90,7 +91,8 @@ def progress(description: str, total: float | None = None) -> Iterator[Progress]
     from rich.progress import BarColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:g}/"
-               "{task.total:g}" if total else ""), TimeElapsedColumn())
+    count = TextColumn("{task.completed:g}/{task.total:g}" if total else "")
+    columns = (SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), count,
+               TimeElapsedColumn())
     with Bar(*columns, console=_console, transient=True) as bar:
         yield Progress(bar, bar.add_task(description, total=total))

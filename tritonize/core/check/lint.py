@@ -67,7 +67,8 @@ def file_rules(m: ModelView) -> Iterator[Hit]:
 @functools.cache
 def _validator(ref: str) -> Callable[[ModelView], Iterable[Hit]]:
     module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    validator: Callable[[ModelView], Iterable[Hit]] = getattr(importlib.import_module(module), attr)
+    return validator
 
 
 def _lint_model_dir(path: Path, sources: list[Source], repo: Mapping[str, pb.ModelConfig | None]) -> list[Finding]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias, cast
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
@@ -88,7 +88,7 @@ class ModelView:
 
     @property
     def mbs(self) -> int:
-        return self.cfg.max_batch_size
+        return cast(int, self.cfg.max_batch_size)
 
     @cached_property
     def present_versions(self) -> list[int]:

@@ -74,7 +74,9 @@ def check_onnx(m: ModelView) -> Iterator[Hit]:
         yield from _onnx_int8(m, graph)
 
 
-def _onnx_pairs(m: ModelView, graph: _OnnxGraph) -> tuple[tuple[str, Iterable[Tensor], dict], ...]:
+def _onnx_pairs(
+    m: ModelView, graph: _OnnxGraph
+) -> tuple[tuple[str, Iterable[Tensor], dict[str, tuple[str, list[int] | None]]], ...]:
     """(kind, configured tensors, graph tensors) for inputs, then outputs."""
     return ("input", m.cfg.input, graph.inputs), ("output", m.cfg.output, graph.outputs)
 

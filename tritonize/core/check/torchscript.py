@@ -4,7 +4,7 @@ GetNamingConvention). ``torch`` is imported only when a model file is read."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from ..loader import summary
 from .codes import Hit
@@ -22,7 +22,7 @@ def _named_index(name: str) -> int | None:
 
 def _forward_args(module: torch.jit.ScriptModule) -> list[tuple[str, str]]:
     """(name, type kind) of forward()'s arguments, without ``self``."""
-    return [(a.name, a.type.kind()) for a in module.forward.schema.arguments if a.name != "self"]
+    return [(a.name, a.type.kind()) for a in cast(Any, module.forward).schema.arguments if a.name != "self"]
 
 
 def check_torchscript(m: ModelView) -> Iterator[Hit]:
