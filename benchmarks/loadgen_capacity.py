@@ -169,16 +169,16 @@ def measure(server: Any, stats_client: Any, model: str, protocol: str, mode: str
             if ": window " in record.getMessage():
                 snaps.append(snapshot(server.process.pid, stats_client, model))
 
-    handler, log = AtWindowEnd(), logging.getLogger("tritonize.measure")
-    level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    handler, windows = AtWindowEnd(), logging.getLogger("tritonize.measure")
+    previous = windows.level
+    windows.addHandler(handler)
+    windows.setLevel(logging.INFO)
     t0 = time.monotonic()
     try:
         result = run_benchmark(request)
     finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
+        windows.removeHandler(handler)
+        windows.setLevel(previous)
     wall = time.monotonic() - t0
     row = result.rows[0]
     first, last = (snaps[-4] if len(snaps) >= 4 else snaps[0]), snaps[-1]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from tritonize.core.datatypes import from_numpy
-from tritonize.core.loader import load_callable
+from tritonize.core.loader import load_callable, summary
 
 from .errors import ModelLoadError, SourceError, SpecError
 from .io_spec import DeclaredTensor, SampleFactory, TensorIO, infer_inputs, model_dims
@@ -119,7 +119,7 @@ def _infer_outputs(loaded: LoadedModel, output_names: list[str] | None) -> None:
         except Exception as exc:
             shapes = ", ".join(f"{k} {v.dtype.name}{list(v.shape)}" for k, v in batch.items())
             raise ModelLoadError(f"the model raised on inputs built from its spec ({shapes}): "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                                 f"{summary(exc)}") from exc
     first, second = runs
     names = output_names or loaded.output_keys or [f"OUTPUT__{i}" for i in range(len(first))]
     if len(names) != len(first):
@@ -210,7 +210,7 @@ def _from_module(module: torch.nn.Module, bundle: ModelBundle, kind: str, digest
         except Exception as exc:
             shapes = ", ".join(f"{k} {v.dtype.name}{list(v.shape)}" for k, v in sample.items())
             raise ModelLoadError(f"the model raised on inputs built from its spec ({shapes}): "
-                                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                                 f"{summary(exc)}") from exc
     if isinstance(result, Mapping):
         loaded.output_keys = list(result)
         runner.output_keys = loaded.output_keys

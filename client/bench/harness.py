@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from tritonize.core.log import logger
-from tritonize.core.text import Table
 
 from ..client import TritonClient
 from ..errors import UsageError
@@ -132,20 +131,3 @@ def _perf_analyzer(request: BenchRequest) -> tuple[list[LevelResult], dict[float
     unmeasured.update({level: "not measured (the sweep stopped)" for level in result.unmeasured_levels
                        if level not in unmeasured})
     return list(result.rows), unmeasured
-
-
-def table(rows: Sequence[LevelResult]) -> Table:
-    """The printed summary: one line per level (times in ms)."""
-    level = "concurrency" if rows and rows[0].mode == "concurrency" else "rate/s"
-    ms = "{:.2f}".format
-    result = Table((level, "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "avg ms", "queue ms", "compute ms",
-                    "errors", "stable"), right=True,
-                   formats={level: "{:g}".format, "infer/s": "{:,.1f}".format, "p50 ms": ms, "p90 ms": ms,
-                            "p95 ms": ms, "p99 ms": ms, "avg ms": ms, "queue ms": ms, "compute ms": ms,
-                            "stable": lambda s: "yes" if s else "NO"})
-    for r in rows:
-        compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
-        result.add(r.level, r.throughput, *(r.percentiles_us[p] / 1e3 for p in (50, 90, 95, 99)),
-                   None if r.avg_us is None else r.avg_us / 1e3, r.server_queue_us / 1e3, compute / 1e3, r.errors,
-                   r.stable)
-    return result

@@ -14,8 +14,27 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tritonize.core.text import Table
+
 from .results import LevelResult, write_csv
 from .sla import GateResult
+
+
+def levels_table(rows: Sequence[LevelResult]) -> Table:
+    """The printed summary: one line per level (times in ms)."""
+    level = "concurrency" if rows and rows[0].mode == "concurrency" else "rate/s"
+    ms = "{:.2f}".format
+    result = Table((level, "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "avg ms", "queue ms", "compute ms",
+                    "errors", "stable"), right=True,
+                   formats={level: "{:g}".format, "infer/s": "{:,.1f}".format, "p50 ms": ms, "p90 ms": ms,
+                            "p95 ms": ms, "p99 ms": ms, "avg ms": ms, "queue ms": ms, "compute ms": ms,
+                            "stable": lambda s: "yes" if s else "NO"})
+    for r in rows:
+        compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
+        result.add(r.level, r.throughput, *(r.percentiles_us[p] / 1e3 for p in (50, 90, 95, 99)),
+                   None if r.avg_us is None else r.avg_us / 1e3, r.server_queue_us / 1e3, compute / 1e3, r.errors,
+                   r.stable)
+    return result
 
 
 def machine() -> dict[str, Any]:
@@ -41,24 +60,11 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def _ms(us: float | None) -> str:
-    return "n/a" if us is None else f"{us / 1e3:.2f}"
-
-
 def markdown(model: str, engine: str, rows: Sequence[LevelResult], gates: Sequence[GateResult],
              metrics: dict[str, Any], info: dict[str, Any]) -> str:
-    level = "concurrency" if rows and rows[0].mode == "concurrency" else "request rate (/s)"
     lines = [f"# Benchmark: {model}", "",
              f"{info['date']} · engine {engine} · {info['machine']['cpu']} ({info['machine']['cores']} cores) · "
-             f"server {info.get('server_version', '?')}", "",
-             f"| {level} | infer/s | p50 ms | p90 ms | p95 ms | p99 ms | avg ms | queue ms | compute ms | errors | "
-             "stable |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
-        p = r.percentiles_us
-        lines.append(f"| {r.level:g} | {r.throughput:,.1f} | {_ms(p[50])} | {_ms(p[90])} | "
-                     f"{_ms(p[95])} | {_ms(p[99])} | {_ms(r.avg_us)} | "
-                     f"{_ms(r.server_queue_us)} | {_ms(compute)} | {r.errors} | {'yes' if r.stable else 'no'} |")
+             f"server {info.get('server_version', '?')}", "", levels_table(rows).markdown()]
     if gates:
         lines += ["", "| SLA | level | measured | limit | result |", "|---|---|---|---|---|"]
         for g in gates:

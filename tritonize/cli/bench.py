@@ -73,7 +73,7 @@ def bench_command(model: str, url: str, protocol: str | None, version: str, conc
           --sla "p99<=20ms" --sla "throughput>=500/s" --report reports/digits/
     """
     from tritonize.client.bench import report, sla
-    from tritonize.client.bench.harness import BenchRequest, run_benchmark, table
+    from tritonize.client.bench.harness import BenchRequest, run_benchmark
     from tritonize.client.bench.measure import Settings
 
     if (concurrency is None) == (request_rate is None):
@@ -90,7 +90,7 @@ def bench_command(model: str, url: str, protocol: str | None, version: str, conc
                           workers=workers, batch_size=batch_size),
     )
     result = run_benchmark(request)
-    echo_tables({"levels": table(result.rows)}, output)
+    echo_tables({"levels": report.levels_table(result.rows)}, output)
     for level, why in sorted(result.unmeasured.items()):
         click.echo(f"level {level:g}: no result: perf_analyzer {why}", err=True)
     outcomes = sla.evaluate(gates, result.rows)

@@ -1,4 +1,4 @@
-"""Presentation: every table tritonize prints, as aligned text or as JSON records (``--output``)."""
+"""Presentation: every table tritonize prints, as aligned text, Markdown or JSON records (``--output``)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ class Table:
             return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
         return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), *r[padded:]]).rstrip()
                          for r in cells)
+
+    def markdown(self) -> str:
+        cells = [[self._cell(c, v) for c, v in zip(self.columns, row)] for row in self.rows]
+        return "\n".join("| " + " | ".join(r) + " |"
+                         for r in [list(self.columns), ["---"] * len(self.columns), *cells])
 
     def records(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, (_jsonable(v) for v in row))) for row in self.rows]
