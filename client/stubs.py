@@ -19,6 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from tritonize.core.check.backends import platform_backends
 from tritonize.core.datatypes import DataType
 
 from .client import TritonClient
@@ -130,10 +131,6 @@ def output_type(dtype: DataType) -> str:
 
 # --- one model ----------------------------------------------------------------------------------------------------
 
-_PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime", "pytorch_libtorch": "pytorch", "tensorrt_plan": "tensorrt",
-                      "tensorflow_graphdef": "tensorflow", "tensorflow_savedmodel": "tensorflow"}
-
-
 @dataclass(frozen=True)
 class _Argument:
     name: str  # the Python keyword argument
@@ -178,7 +175,7 @@ def _models(infos: list[ModelInfo]) -> list[_Model]:
 def describe(info: ModelInfo, arguments: tuple[_Argument, ...] = ()) -> str:
     """The docstring body: what the config says about serving this model."""
     config = info.config
-    backend = str(config.get("backend") or _PLATFORM_BACKENDS.get(str(config.get("platform", "")), ""))
+    backend = str(config.get("backend") or platform_backends().get(str(config.get("platform", "")), ""))
     engine = _one_line(f"backend {backend}" if backend else f"platform {config.get('platform') or 'unknown'}")
     renamed = {a.tensor.name: a.name for a in arguments if a.name != a.tensor.name}
     lines = [f"Model {_literal(info.name)}: {engine}, max_batch_size {info.max_batch_size}.", "", "Inputs:"]

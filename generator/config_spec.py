@@ -397,8 +397,7 @@ class ModelConfigSpec:
             if names.count(n) > 1:
                 raise SpecError("inputs/outputs", n, "unique tensor names")
         check_scheduling(self.max_batch_size, self.dynamic_batching, self.sequence_batching)
-        if self.backend == "pytorch":
-            self._check_pytorch_names()
+        self._check_output_names()
         object.__setattr__(self, "parameters", dict(sorted(self.parameters.items())))
         check_backend_options(self.backend, self.parameters, self.optimization)
         for w in self.warmup:
@@ -416,11 +415,14 @@ class ModelConfigSpec:
     def model_filename(self) -> str:
         return self.default_model_filename or formats.BACKENDS[self.backend].default_filename
 
-    def _check_pytorch_names(self) -> None:
+    def _check_output_names(self) -> None:
+        pattern = formats.BACKENDS[self.backend].output_names
+        if pattern is None:
+            return
         for i, out in enumerate(self.outputs):
-            if out.name != f"OUTPUT__{i}":
-                raise SpecError(f"outputs[{i}].name", out.name,
-                                f"'OUTPUT__{i}' (the PyTorch backend maps other output names by position)")
+            if out.name != pattern.format(i=i):
+                raise SpecError(f"outputs[{i}].name", out.name, f"'{pattern.format(i=i)}' (the {self.backend} "
+                                "backend maps other output names by position)")
 
     def to_proto(self) -> Any:
         """The ModelConfig this spec means, built without the templates (the cross-check)."""

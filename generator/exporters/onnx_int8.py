@@ -20,7 +20,7 @@ def export_onnx_int8(job: ExportJob) -> Artifact:
     from_callable(job.loaded, job.format.name)
     loaded, req = job.loaded, job.request
     q = req.options(job.format.name).quantization or Quantization()
-    fp32 = job.fp32("onnx")
+    fp32 = job.fp32(job.format.fp32)
     batches: list[dict[str, np.ndarray]] = []
     if q.method == "static":
         source = (load_samples(q.calibration_data) if q.calibration_data else

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from tritonize.core.formats import PYTORCH
 from tritonize.core.loader import summary
 
 from ..errors import ExportError, SpecError
@@ -47,7 +48,8 @@ def write_torchscript(loaded: LoadedModel, directory: Path, script: bool) -> Art
     model_names = [i.name for i in loaded.inputs]
     schema_names = [a.name for a in reloaded.forward.schema.arguments[1:]][: len(model_names)]
     config_inputs = model_names if schema_names == model_names else [f"INPUT__{i}" for i in range(len(model_names))]
-    outputs = [f"OUTPUT__{i}" for i in range(len(loaded.outputs))]
+    assert PYTORCH.output_names is not None
+    outputs = [PYTORCH.output_names.format(i=i) for i in range(len(loaded.outputs))]
     return Artifact("torchscript", path, method, config_inputs, outputs, TorchRunner(reloaded, model_names),
                     notes, {"torch": torch.__version__})
 

@@ -1,8 +1,9 @@
 """Local serving of an ONNX repository needs neither torch nor the generator package.
 
 The repository is built here (the build side needs torch). A fresh interpreter then blocks ``torch`` and
-``tritonize.generator`` (and their submodules) with a meta-path finder, starts ``LocalTriton`` on it, sends
-one inference through ``tritonize.client.TritonClient`` and compares it with the eager model's outputs,
+``tritonize.generator`` (and their submodules) with a meta-path finder, runs ``tritonize serve`` on it (stopped
+by Ctrl-C once it has answered), sends one inference through ``tritonize.client.TritonClient`` and compares it
+with the eager model's outputs,
 computed here and passed as .npy files. The stand-in runs in Triton's python-backend stub, a process the
 block cannot reach: there the proof is the server's own answer (the model is READY and answers correctly)
 and that no torch library is mapped into the stub processes.
@@ -26,7 +27,7 @@ from tritonize.generator.request import ModelRequest
 TOY = str(Path(__file__).parents[1] / "unit" / "toy_models.py")
 
 CHILD = """
-import importlib.abc, json, os, sys
+import importlib.abc, json, os, signal, sys, threading
 from pathlib import Path
 
 BLOCKED = ("torch", "tritonize.generator")
@@ -42,8 +43,9 @@ class _Blocker(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, _Blocker())
 
 import numpy as np
+from tritonize.cli import main
 from tritonize.client import TritonClient
-from tritonize.deploy.local import LocalTriton
+from tritonize.deploy.local import free_port
 
 work = Path(sys.argv[1])
 spec = json.loads((work / "spec.json").read_text())
@@ -75,12 +77,27 @@ def stub_maps_torch(server_pid):
             stubs.append((pid, "libtorch" in maps or "/torch/" in maps))
     return stubs
 
-with LocalTriton(work / "repo", log_file=work / "tritonserver.log") as server:
-    states = {s.name: s.state for s in server.models()}
-    stubs = stub_maps_torch(server.process.pid)
-    with TritonClient(server.grpc_url, timeout_s=30) as triton:
-        assert triton.is_model_ready(spec["model"])
-        got = triton.model(spec["model"]).infer({spec["input"]: np.load(work / "input.npy")})
+# `tritonize serve` itself, in this (main) thread; a second thread calls it once it answers, then presses Ctrl-C
+http, grpc, metrics = (str(free_port()) for _ in range(3))
+seen = {}
+
+def call_then_interrupt():
+    try:
+        with TritonClient(f"127.0.0.1:{grpc}", timeout_s=60) as triton:
+            triton.wait_until_ready(spec["model"], timeout_s=60)
+            seen["states"] = {m["name"]: m.get("state", "") for m in triton.list_models()}
+            seen["stubs"] = stub_maps_torch(os.getpid())
+            seen["got"] = triton.model(spec["model"]).infer({spec["input"]: np.load(work / "input.npy")})
+    finally:
+        os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=call_then_interrupt, daemon=True).start()
+try:
+    main(["serve", str(work / "repo"), "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics,
+          "--log-file", str(work / "tritonserver.log")], standalone_mode=False)
+except SystemExit as exit:
+    assert not exit.code, exit.code
+states, stubs, got = seen["states"], seen["stubs"], seen["got"]
 
 result = {
     "states": states,

@@ -52,6 +52,7 @@ class Backend:
     reader: str | None = None  # the package the validator needs to open the file
     accelerators: bool = False  # TensorRT / OpenVINO execution accelerators and graph level apply
     requires: tuple[str, ...] = ()  # packages the stand-in needs, for the message when one is missing
+    output_names: str | None = None  # outputs must be named so, e.g. "OUTPUT__{i}" (the backend maps by position)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ PYTORCH = Backend(
     },
     standin="tritonize.deploy.standins.pytorch:PyTorchModel",
     validator="tritonize.core.check.torchscript:check_torchscript", reader="torch", requires=("torch",),
+    output_names="OUTPUT__{i}",
 )
 
 # onnxruntime fuses and reorders float ops; TorchScript runs the same kernels as eager.

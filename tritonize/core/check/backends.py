@@ -35,7 +35,8 @@ _AUTODETECT = (("tensorflow", "tensorflow_savedmodel"), ("tensorflow", "tensorfl
                ("pytorch", "pytorch_libtorch"), ("pytorch", "torch_aoti"), ("python", ""))
 
 
-def _platform_backend() -> dict[str, str]:
+def platform_backends() -> dict[str, str]:
+    """The backend each platform means (Triton's own platforms and the registry's)."""
     return {**{b.platform: b.name for b in formats.BACKENDS.values()}, **_TRITON_PLATFORM_BACKEND}
 
 
@@ -60,7 +61,7 @@ def resolve_backend(cfg: pb.ModelConfig, path: Path) -> tuple[str, str, list[Hit
         return backend, platform, []  # a backend on an ensemble is an ensemble-structure finding
     if not backend and not platform:
         return _autodetect_backend(cfg, path)
-    platform_backend, backend_platform = _platform_backend(), _backend_platform()
+    platform_backend, backend_platform = platform_backends(), _backend_platform()
     hits = [hit for hit in [_unknown_backend(backend)] if hit]
     expected = platform_backend.get(platform)
     if platform and backend in platform_backend.values() and expected != backend:
