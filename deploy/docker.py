@@ -16,10 +16,14 @@ from tritonize.core.errors import UsageError
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the version of the local server
 
 
-def run_kwargs(repo: Path, image: str, *, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
+def run_kwargs(repo: Path, image: str, *, host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001,
+               metrics_port: int = 8002,
                model_control_mode: str = "none", load_models: tuple[str, ...] = (), log_verbose: int = 0,
                gpus: bool = True, config_name: str | None = None) -> dict[str, Any]:
-    """Arguments for ``docker.containers.run`` (one place, so they are tested without an engine)."""
+    """Arguments for ``docker.containers.run`` (one place, so they are tested without an engine).
+
+    The ports are published on ``host`` only (loopback by default, like local serving); "0.0.0.0" opens them
+    on every interface."""
     from docker.types import DeviceRequest
 
     command = ["tritonserver", "--model-repository=/models", f"--model-control-mode={model_control_mode}",
@@ -31,7 +35,7 @@ def run_kwargs(repo: Path, image: str, *, http_port: int = 8000, grpc_port: int 
         "image": image,
         "command": command,
         "volumes": {str(Path(repo).resolve()): {"bind": "/models", "mode": "ro"}},
-        "ports": {"8000/tcp": http_port, "8001/tcp": grpc_port, "8002/tcp": metrics_port},
+        "ports": {"8000/tcp": (host, http_port), "8001/tcp": (host, grpc_port), "8002/tcp": (host, metrics_port)},
         "device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else [],
         "shm_size": "1g",
         "detach": True,

@@ -13,6 +13,7 @@ there is no GPU (Triton's ``--model-config-name``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -78,6 +79,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ServerStartError at once when ``port`` on ``host`` is taken: otherwise the readiness poll may reach the
+    other server (and report its models), and tritonserver itself only fails after loading every model."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Triton does: TIME_WAIT is no conflict
+        try:
+            s.bind((host, port))
+        except PermissionError:
+            raise ServerStartError(f"port {port} on {host}: permission denied (ports below 1024 need root)") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServerStartError(f"port {port} on {host} is already in use (another server?)") from None
+            raise ServerStartError(f"port {port} on {host}: cannot listen there ({exc.strerror})") from None
 
 
 def make_backend_dir(server_dir: Path, target: Path) -> Path:
@@ -159,6 +176,9 @@ class LocalTriton:
             raise UsageError(f"repository: {repo} is not a directory")
         if model_control_mode not in ("none", "poll", "explicit"):
             raise UsageError(f"model_control_mode: got {model_control_mode!r}, expected none, poll or explicit")
+        for field, port in (("http_port", http_port), ("grpc_port", grpc_port), ("metrics_port", metrics_port)):
+            if not 0 <= port <= 65535:
+                raise UsageError(f"{field}: got {port}, expected 1..65535 (or 0 for a free port)")
         self.host = host
         self.http_port = http_port or free_port(host)
         self.grpc_port = grpc_port or free_port(host)
@@ -210,6 +230,8 @@ class LocalTriton:
         return cmd + list(self.extra_args)
 
     def start(self) -> LocalTriton:
+        for port in dict.fromkeys((self.http_port, self.grpc_port, self.metrics_port)):
+            check_port_free(self.host, port)
         self._tmp = Path(tempfile.mkdtemp(prefix="tritonize-server-"))
         try:
             backend_dir = make_backend_dir(_pytriton_server_dir(), self._tmp / "backends")
@@ -248,6 +270,10 @@ class LocalTriton:
         raise ServerStartError(self._failure(f"models still loading after {self.ready_timeout:.0f} s"))
 
     def _failure(self, what: str) -> str:
+        in_use = [line.split("] ", 1)[-1].strip().strip('"').strip() for line in self.log_text().splitlines()
+                  if "failed to start" in line and "already in use" in line]
+        if in_use:  # the cause first: Triton prints it after its whole option table
+            return f"{in_use[0]} (another server?); {what} (log: {self.log_path})"
         failures = [line.split("] ", 1)[-1].strip().strip('"') for line in self.log_text().splitlines()
                     if "failed to load" in line and "version" in line]
         failures = list(dict.fromkeys(failures))

@@ -19,13 +19,19 @@ from tritonize.core.datatypes import BY_CONFIG
 
 from .errors import SpecError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-TENSOR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+TENSOR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
+
+
+def shown(text: str) -> str:
+    """``text`` for an error's field: unprintable characters (a newline) escaped, so the message stays one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
 
 def check_name(value: str, field_name: str, pattern: re.Pattern[str] = NAME_RE) -> str:
-    """Names become directory and file names: no '/', '..', quotes or spaces."""
-    if not isinstance(value, str) or not pattern.match(value) or ".." in value:
-        raise SpecError(field_name, value, f"a name matching {pattern.pattern} without '..'")
+    """Names become directory and file names: no '/', '..', quotes, spaces or newlines (the whole value matches)."""
+    if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
+        raise SpecError(shown(field_name), value, f"a name matching ^{pattern.pattern}$ without '..'")
     return value
 
 

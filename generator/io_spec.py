@@ -14,7 +14,7 @@ import numpy as np
 
 from tritonize.core.datatypes import DataType, from_numpy, parse_data_type
 
-from .config_spec import TENSOR_NAME_RE, TensorConfig, check_name
+from .config_spec import TENSOR_NAME_RE, TensorConfig, check_name, shown
 from .errors import SpecError
 
 DEFAULT_INT_RANGE = (0, 10)
@@ -91,7 +91,7 @@ def infer_inputs(
     """Merge example inputs with declarations; any disagreement is a SpecError naming the tensor."""
     unknown = sorted(set(declared) - set(names))
     if unknown:
-        raise SpecError(f"inputs.{unknown[0]}", unknown[0], "an input of the model: " + ", ".join(names))
+        raise SpecError(f"inputs.{shown(unknown[0])}", unknown[0], "an input of the model: " + ", ".join(names))
     result = []
     for name in names:
         decl = declared.get(name, DeclaredTensor(name))

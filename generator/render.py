@@ -1,7 +1,9 @@
 """Render ``ModelConfigSpec`` to ``config.pbtxt`` with Jinja2, then prove the text says what the spec says.
 
 Templates live in ``templates/`` (``config.pbtxt.j2`` plus ``_macros.j2``); a user's template directory,
-when given, is searched first, so any file can be overridden. Every render is parsed back with
+when given, is searched first, so any file can be overridden. Every template (built-in or the user's) runs in
+Jinja's ``ImmutableSandboxedEnvironment``: no dunder attributes, no calling unsafe callables, no mutating the spec;
+an attempt raises ``TemplateError``. Every render is parsed back with
 ``model_config_pb2`` and compared with ``spec.to_proto()``: a template bug raises ``TemplateError``.
 """
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
@@ -34,11 +37,11 @@ def pbstr(value: object) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _environment(template_dir: Path | None) -> jinja2.Environment:
+def _environment(template_dir: Path | None) -> jinja2.sandbox.ImmutableSandboxedEnvironment:
     loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("tritonize.generator", "templates")]
     if template_dir is not None:
         loaders.insert(0, jinja2.FileSystemLoader(str(template_dir)))
-    env = jinja2.Environment(
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -61,8 +64,9 @@ def render_config(spec: ModelConfigSpec, template_dir: Path | None = None) -> st
     """The config.pbtxt text for ``spec``, verified against ``spec.to_proto()``."""
     try:
         text = _environment(template_dir).get_template(TEMPLATE).render(spec=spec).rstrip() + "\n"
-    except jinja2.TemplateError as exc:
-        raise TemplateError(f"template {TEMPLATE} ({template_dir or 'built-in'}): {exc}") from exc
+    except Exception as exc:  # a template's own error (SecurityError, UndefinedError, a TypeError...): one line
+        what = " ".join(str(exc).split()) or type(exc).__name__
+        raise TemplateError(f"template {TEMPLATE} ({template_dir or 'built-in'}): {what}") from exc
     parsed = parse_config(text, f"rendered config of {spec.name}")
     expected = spec.to_proto()
     if parsed != expected:

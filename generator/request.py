@@ -16,6 +16,7 @@ from tritonize.core import formats
 from tritonize.core.formats import Tolerance
 
 from .config_spec import (
+    TENSOR_NAME_RE,
     DynamicBatching,
     InstanceGroup,
     Optimization,
@@ -77,6 +78,8 @@ class ModelRequest:
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")
+        for i, output in enumerate(self.outputs or ()):
+            check_name(output, f"outputs[{i}]", TENSOR_NAME_RE)
         object.__setattr__(self, "formats", tuple(self.formats))
         if not self.formats:
             raise SpecError("formats", [], "at least one of " + ", ".join(formats.FORMATS))

@@ -60,6 +60,16 @@ class _Window:
     stats: dict[str, int] | None  # cumulative server statistics at the window's end
 
 
+def _drop_old_records(windows: list[_Window], keep: int = 4) -> None:
+    """Free the records of windows older than the last ``keep``: the stability rule and the result read the
+    last three, and only the counters of the one before them (a long run would otherwise hold every
+    request it made). The windows themselves stay, for their count, boundaries and counters."""
+    for w in windows[-keep - 1::-1]:
+        if not w.records:
+            break  # everything older was freed before
+        w.records = []
+
+
 def _latencies(records: Sequence[Record]) -> list[float]:
     return sorted((r.end - r.start) * 1e6 for r in records if r.ok)
 
@@ -167,6 +177,7 @@ def measure_level(target: Target, level: float, settings: Settings,
                 done = [r for r in pending if boundary <= r.end < end]
                 pending = [r for r in pending if r.end >= end]
                 windows.append(_Window(done, boundary, end, stats))
+                _drop_old_records(windows)
                 bar.advance()
                 rate = sum(r.ok for r in done) * settings.batch_size / settings.interval_s
                 lat = _latencies(done)

@@ -315,7 +315,9 @@ def command(options: PerfAnalyzerOptions, csv_path: Path, executable: str = "per
 
 _NUM = r"([0-9][0-9.eE+-]*)"
 _BLOCK_CONCURRENCY = re.compile(r"^Request concurrency: (\d+)$")
-_BLOCK_RATE = re.compile(rf"^Request Rate: {_NUM} inference requests per second$")
+# Older builds print "per seconds" (issue 10, item 12): accept both, or their levels lose their reports and
+# stability failures.
+_BLOCK_RATE = re.compile(rf"^Request Rate: {_NUM} inference requests per seconds?$")
 _SUMMARY_HEADER = re.compile(r"^Inferences/Second vs\. Client (Average|p\d+) Batch Latency$")
 _SUMMARY = re.compile(rf"^(Concurrency|Request Rate): {_NUM}, throughput: {_NUM} infer/sec, latency (\d+) usec$")
 _UNSTABLE = re.compile(r"^Failed to obtain stable measurement within \d+ measurement windows for concurrency (\d+)\.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 from collections.abc import Sequence
@@ -31,10 +32,14 @@ def levels_table(rows: Sequence[LevelResult]) -> Table:
                             "stable": lambda s: "yes" if s else "NO"})
     for r in rows:
         compute = r.server_compute_input_us + r.server_compute_infer_us + r.server_compute_output_us
-        result.add(r.level, r.throughput, *(r.percentiles_us[p] / 1e3 for p in (50, 90, 95, 99)),
-                   None if r.avg_us is None else r.avg_us / 1e3, r.server_queue_us / 1e3, compute / 1e3, r.errors,
-                   r.stable)
+        result.add(r.level, r.throughput, *(_ms(r.percentiles_us[p]) for p in (50, 90, 95, 99)), _ms(r.avg_us),
+                   _ms(r.server_queue_us), _ms(compute), r.errors, r.stable)
     return result
+
+
+def _ms(us: float | None) -> float | None:
+    """Milliseconds; None (an empty cell) when not measured: no average, or NaN where no request completed."""
+    return None if us is None or not math.isfinite(us) else us / 1e3
 
 
 def machine() -> dict[str, Any]:
@@ -105,6 +110,17 @@ def plot(rows: Sequence[LevelResult], path: Path, title: str) -> bool:
     return True
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (a level where no request completed) as null: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_reports(out: Path, model: str, engine: str, rows: Sequence[LevelResult], gates: Sequence[GateResult],
                   metrics: dict[str, Any], config: dict[str, Any], server: dict[str, Any]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +132,7 @@ def write_reports(out: Path, model: str, engine: str, rows: Sequence[LevelResult
                        "passed": g.passed} for g in gates],
               "metrics": metrics, "model_config": config}
     written = [out / "report.json", out / "report.md", out / "results.csv"]
-    written[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
+    written[0].write_text(json.dumps(_json_safe(report), indent=2, default=str, allow_nan=False) + "\n")
     written[1].write_text(markdown(model, engine, rows, gates, metrics, info))
     write_csv(rows, written[2])
     if plot(rows, out / "latency_throughput.png", f"{model} ({engine})"):

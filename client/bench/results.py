@@ -1,13 +1,17 @@
 """One result row per load level, in perf_analyzer's vocabulary, and its CSV format (times in microseconds).
 
-Both engines fill ``LevelResult``; ``write_csv`` writes perf_analyzer's columns in its order (then ours:
-``Avg latency``, ``Errors``, ``Requests``, ``Stable``) with rows sorted by ascending throughput, as perf_analyzer
-does, so tools that read its CSV read ours; ``read_csv`` reads either by header name.
+Both engines fill ``LevelResult``; ``write_csv`` writes perf_analyzer's columns in its order, ``--verbose-csv`` ones
+included (``Avg latency`` only when an average was measured, as perf_analyzer leaves it out after ``--percentile``;
+``request/response``; ``response wait`` beside ``Avg latency``), then ours (``Errors``, ``Requests``, ``Stable``),
+with rows sorted by ascending throughput, as perf_analyzer does, so tools that read its CSV (Model Analyzer) read
+ours. A value that was not measured (NaN: no request completed at a level) is an empty cell. ``read_csv`` reads
+either by header name.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +29,12 @@ TIME_COLUMNS = {  # CSV header -> LevelResult field, microseconds
     "Client Recv": "client_recv_us",
 }
 PERCENTILES = (50, 90, 95, 99)
-EXTRA_COLUMNS = ("Avg latency", "Errors", "Requests", "Stable")
+VERBOSE_COLUMNS = ("Avg latency", "request/response", "response wait")  # perf_analyzer's --verbose-csv ones
+OUR_COLUMNS = ("Errors", "Requests", "Stable")
+EXTRA_COLUMNS = (*VERBOSE_COLUMNS, *OUR_COLUMNS)
+# 2019 perf_client wrote one "Server Compute" column; its value is the model's execution, which Triton later split
+# into compute input / infer / output: it is read as compute infer (issue 10, item 13).
+OLD_COMPUTE_COLUMN = "Server Compute"
 
 
 @dataclass
@@ -63,12 +72,32 @@ class LevelResult:
 
 def header(mode: str, rows: Sequence[LevelResult]) -> list[str]:
     extra = sorted({p for r in rows for p in r.percentiles_us} - set(PERCENTILES))
+    # "response wait" is average latency - client send - client recv: without an average it cannot be computed.
+    verbose = VERBOSE_COLUMNS if any(r.avg_us is not None for r in rows) else ("request/response",)
     return [LEVEL_COLUMN[mode], "Inferences/Second", *TIME_COLUMNS, *(f"p{p} latency" for p in PERCENTILES),
-            *(f"p{p} latency" for p in extra), *EXTRA_COLUMNS]
+            *(f"p{p} latency" for p in extra), *verbose, *OUR_COLUMNS]
+
+
+def _measured(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def _number(value: float) -> str:
+    if not _measured(value):
+        return ""
     return str(round(value)) if float(value).is_integer() or abs(value) >= 100 else f"{value:g}"
+
+
+def _us(value: float | None) -> str:
+    """A time in whole microseconds, as perf_analyzer writes them; empty when not measured (None, NaN)."""
+    return "" if value is None or not math.isfinite(value) else str(round(value))
+
+
+def _response_wait(r: LevelResult) -> float | None:
+    """perf_analyzer's "response wait": the request's time less the client's own send and receive work."""
+    if r.avg_us is None or not math.isfinite(r.avg_us):
+        return None
+    return max(r.avg_us - r.client_send_us - r.client_recv_us, 0.0)
 
 
 def write_csv(rows: Sequence[LevelResult], path: Path) -> None:
@@ -80,10 +109,12 @@ def write_csv(rows: Sequence[LevelResult], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in sorted(rows, key=lambda r: r.throughput):
-            values = {LEVEL_COLUMN[mode]: _number(r.level), "Inferences/Second": f"{r.throughput:g}",
-                      **{col: str(round(getattr(r, attr))) for col, attr in TIME_COLUMNS.items()},
-                      **{f"p{p} latency": str(round(v)) for p, v in r.percentiles_us.items()},
-                      "Avg latency": "" if r.avg_us is None else str(round(r.avg_us)), "Errors": str(r.errors),
+            values = {LEVEL_COLUMN[mode]: _number(r.level),
+                      "Inferences/Second": f"{r.throughput:g}" if _measured(r.throughput) else "",
+                      **{col: _us(getattr(r, attr)) for col, attr in TIME_COLUMNS.items()},
+                      **{f"p{p} latency": _us(v) for p, v in r.percentiles_us.items()},
+                      "Avg latency": _us(r.avg_us), "request/response": _us(r.client_send_us + r.client_recv_us),
+                      "response wait": _us(_response_wait(r)), "Errors": str(r.errors),
                       "Requests": str(r.requests), "Stable": "yes" if r.stable else "no"}
             writer.writerow([values.get(c, "") for c in columns])
 
@@ -102,6 +133,9 @@ def read_csv(path: Path) -> list[LevelResult]:
             percentiles = {int(col[1:].split()[0]): float(v) for col, v in line.items()
                            if col and col.startswith("p") and col.endswith(" latency") and v not in ("", None)}
             times = {attr: float(line[col]) for col, attr in TIME_COLUMNS.items() if line.get(col) not in ("", None)}
+            if line.get(OLD_COMPUTE_COLUMN) not in ("", None) and not any(
+                    attr.startswith("server_compute_") for attr in times):
+                times["server_compute_infer_us"] = float(line[OLD_COMPUTE_COLUMN])  # see OLD_COMPUTE_COLUMN
             row = LevelResult(
                 mode=mode, level=float(line[LEVEL_COLUMN[mode]]), throughput=float(line["Inferences/Second"]),
                 percentiles_us=percentiles,

@@ -22,7 +22,7 @@ def test_docker_run_arguments(tmp_path: Path) -> None:
     kwargs = run_kwargs(tmp_path, DEFAULT_IMAGE, http_port=9000, model_control_mode="explicit", load_models=("a",))
     assert kwargs["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
     assert kwargs["volumes"] == {str(tmp_path.resolve()): {"bind": "/models", "mode": "ro"}}
-    assert kwargs["ports"]["8000/tcp"] == 9000
+    assert kwargs["ports"]["8000/tcp"] == ("127.0.0.1", 9000)  # loopback unless --host says otherwise (issue 10)
     assert [r["Capabilities"] for r in kwargs["device_requests"]] == [[["gpu"]]]
     assert kwargs["device_requests"][0]["Count"] == -1
     assert kwargs["command"][:3] == ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tritonize.core.errors import UsageError
+from tritonize.core.errors import TritonizeError
 from tritonize.core.log import logger
 from tritonize.core.text import Table
 
@@ -44,7 +44,8 @@ def _block(alive: Any) -> None:
 
 @click.command("serve")
 @click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (local mode).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (with --docker: the host address the ports are published on).")
 @click.option("--http-port", type=int, default=8000, show_default=True)
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--metrics-port", type=int, default=8002, show_default=True)
@@ -78,7 +79,7 @@ def serve_command(repo: Path, host: str, http_port: int, grpc_port: int, metrics
     """
     name = None if config_name == "none" else config_name
     if image:
-        _serve_docker(repo, image, http_port, grpc_port, metrics_port, model_control_mode, load_model,
+        _serve_docker(repo, image, host, http_port, grpc_port, metrics_port, model_control_mode, load_model,
                       log_verbose, gpus, name, timeout, output)
         return
     from tritonize.deploy.local import LocalTriton
@@ -99,11 +100,11 @@ def serve_command(repo: Path, host: str, http_port: int, grpc_port: int, metrics
         died = server.process is not None and server.process.poll() is not None
         tail = server.log_tail(5) if died else ""
     if died:
-        raise UsageError(f"tritonserver stopped unexpectedly: {tail}")
+        raise TritonizeError(f"tritonserver stopped unexpectedly: {tail}")  # a failure (exit 1), not a usage error
     click.echo("stopped", err=True)
 
 
-def _serve_docker(repo: Path, image: str, http_port: int, grpc_port: int, metrics_port: int, mode: str,
+def _serve_docker(repo: Path, image: str, host: str, http_port: int, grpc_port: int, metrics_port: int, mode: str,
                   load_models: tuple[str, ...], log_verbose: int, gpus: bool, config_name: str | None,
                   timeout: float, output: str) -> None:
     from tritonize.deploy.docker import docker_client, run_kwargs
@@ -113,18 +114,20 @@ def _serve_docker(repo: Path, image: str, http_port: int, grpc_port: int, metric
     if config_name == "auto":
         config_name = None if gpus else CPU_CONFIG
     container = client.containers.run(**run_kwargs(
-        repo, image, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, model_control_mode=mode,
-        load_models=load_models, log_verbose=log_verbose, gpus=gpus, config_name=config_name))
-    url = f"http://127.0.0.1:{http_port}"
+        repo, image, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+        model_control_mode=mode, load_models=load_models, log_verbose=log_verbose, gpus=gpus, config_name=config_name))
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # where this process reaches it
+    url = f"http://{local}:{http_port}"
     try:
         deadline = time.monotonic() + timeout
         while http_json(url, "/v2/health/live") is None:
             container.reload()
             if container.status == "exited" or time.monotonic() > deadline:
-                raise UsageError(f"{image} did not start: {container.logs(tail=10).decode(errors='replace')}")
+                logs = " | ".join(container.logs(tail=10).decode(errors="replace").split())
+                raise TritonizeError(f"{image} did not start: {logs}")
             time.sleep(1)
-        click.echo(f"serving {repo} in {image}: HTTP {url}  gRPC 127.0.0.1:{grpc_port}  "
-                   f"metrics http://127.0.0.1:{metrics_port}/metrics")
+        click.echo(f"serving {repo} in {image}: HTTP {url}  gRPC {local}:{grpc_port}  "
+                   f"metrics http://{local}:{metrics_port}/metrics")
         echo_tables({"models": models_table(repository_index(url))}, output)
 
         def alive() -> bool:
