@@ -44,6 +44,16 @@ def add_batch_dim(info: ModelInfo, inputs: Mapping[str, Any]) -> dict[str, Any]:
     return {name: np.asarray(value)[None] for name, value in inputs.items()}
 
 
+def require_samples(info: ModelInfo, arrays: Mapping[str, NDArray[Any]]) -> None:
+    """A batch of 0 samples is refused before it reaches Triton (which would reject it or run nothing)."""
+    if not info.batching:
+        return
+    for name, array in arrays.items():
+        if array.ndim and array.shape[0] == 0:
+            raise InvalidInputError(f"input '{name}' of model '{info.name}': a batch of 0 samples, "
+                                    "expected at least 1")
+
+
 def concat(parts: Sequence[dict[str, NDArray[Any]]]) -> dict[str, NDArray[Any]]:
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if len(parts) > 1 else parts[0]
 
@@ -57,6 +67,8 @@ def checked_chunks(info: ModelInfo, inputs: Mapping[str, Any], cast: bool | str)
     if len(set(sizes.values())) > 1:
         raise InvalidInputError(f"model '{info.name}': inputs disagree on the batch size: {sizes}")
     total = next(iter(sizes.values()), 0)
+    if total == 0:
+        require_samples(info, arrays)
     step = info.max_batch_size
     return [info.check_inputs({k: v[s : s + step] for k, v in arrays.items()}, cast)
             for s in range(0, max(total, 1), step)]

@@ -189,6 +189,7 @@ class ModelClient:
               sequence_end: bool = False, headers: Mapping[str, str] | None = None, **named: Any) -> Outputs:
         """Run one request; inputs by name (a dict, keyword arguments, or both). Returns outputs by name."""
         arrays = self.info.check_inputs(calls.merge_inputs(self.info, inputs, named), cast)
+        calls.require_samples(self.info, arrays)
         options = calls.call_options(self._options, self.client.headers, headers, priority=priority,
                                      server_timeout_us=server_timeout_us, request_id=request_id,
                                      sequence_id=sequence_id, sequence_start=sequence_start,

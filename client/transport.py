@@ -43,9 +43,14 @@ class Endpoint:
     @classmethod
     def parse(cls, url: str, protocol: str | None = None) -> Endpoint:
         """``host:port`` (gRPC), ``grpc://host:port``, ``http://host:port`` or ``https://host:port``."""
-        parsed = urlparse(url if "://" in url else f"{protocol or 'grpc'}://{url}")
+        expected = "expected host:port, grpc://host:port or http(s)://host:port"
+        try:
+            parsed = urlparse(url if "://" in url else f"{protocol or 'grpc'}://{url}")
+            parsed.port  # noqa: B018 - raises ValueError on a port that is not a number in 0..65535
+        except ValueError as exc:  # e.g. "http://[::1": Invalid IPv6 URL
+            raise UsageError(f"url: got {url!r}, {expected} ({exc})") from None
         if parsed.scheme not in ("grpc", "grpcs", "http", "https") or not parsed.netloc:
-            raise UsageError(f"url: got {url!r}, expected host:port, grpc://host:port or http(s)://host:port")
+            raise UsageError(f"url: got {url!r}, {expected}")
         scheme = "grpc" if parsed.scheme.startswith("grpc") else "http"
         if protocol and protocol != scheme:
             raise UsageError(f"url: {url!r} is {scheme}, but protocol {protocol!r} was asked for")

@@ -1,7 +1,11 @@
 """Build models into a Triton repository: load → export → verify → (judge) → render → stage → check → commit.
 
 The formats come from the registry (``tritonize.core.formats``): their exporters, backends and tolerances.
-Everything is staged and checked before the first byte reaches the repository; on any error nothing is written.
+Everything is staged, checked and planned before the first byte reaches the repository; on any error until then
+nothing is written. The commits are atomic per model, not per build: a failure (or a kill) between two models'
+commits leaves the earlier models committed and the later ones as they were (the failure's log line names
+both). A kill between a version's rename and its manifest write is repaired by the next build of that version
+(``repair-manifest``). Where staging happens and what stale staging is removed: ``writer``'s docstring.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class BuiltModel:
     name: str
     format: str
     version: int
-    action: str  # new | add-version | replace-version | unchanged
+    action: str  # new | add-version | replace-version | repair-manifest | unchanged
     sha256: str
     report: VerificationReport
     reference: Runner | None = field(default=None, repr=False)  # the eager model, for comparisons
@@ -193,14 +197,17 @@ def _check_requests(requests: Sequence[ModelRequest], repo: Path, template_dir: 
 
 
 def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = False,
-          template_dir: Path | None = None) -> list[BuiltModel]:
-    """Build every request into ``repo``; on any error nothing is written."""
+          template_dir: Path | None = None, follow_symlinks: bool = False) -> list[BuiltModel]:
+    """Build every request into ``repo``; on any error before the commits nothing is written, and each model is
+    committed atomically (a multi-model build is atomic per model only: see the module's docstring). A model
+    or version directory that is a symlink out of ``repo`` is refused unless ``follow_symlinks``."""
     repo = Path(repo)
     _check_requests(requests, repo, template_dir)
     staged: list[tuple[StagedModel, VerificationReport, OptimizationReport | None]] = []
     references: dict[str, Runner] = {}
     loads: dict[str, LoadedModel] = {}  # requests that differ only in formats/options share one load
-    with staging_area(repo) as stage, progress("building", total=sum(len(r.formats) for r in requests)) as bar:
+    names = [r.model_name(f) for r in requests for f in r.formats]
+    with staging_area(repo, names) as stage, progress("building", total=sum(len(r.formats) for r in requests)) as bar:
         fp32_exports = _Fp32Exports(stage / ".work")
         for req in requests:
             key = json.dumps([req.source, req.kwargs, req.max_batch_size, req.inputs, req.outputs,
@@ -228,9 +235,18 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                 bar.advance()
         shutil.rmtree(stage / ".work", ignore_errors=True)
         _check_staged(stage, [model for model, _, _ in staged], repo)
-        actions = [plan(repo, model, overwrite) for model, _, _ in staged]
+        actions = [plan(repo, model, overwrite, follow_symlinks=follow_symlinks) for model, _, _ in staged]
+        done: list[str] = []
         for (model, _, _), action in zip(staged, actions):
-            commit(repo, model, action)
+            try:
+                commit(repo, model, action)
+            except BaseException:
+                if done:
+                    rest = [m.name for m, _, _ in staged[len(done):]]
+                    _log.warning(f"commit of {model.name} failed; already committed: {', '.join(done)}; not "
+                                 f"committed: {', '.join(rest)} (a build is atomic per model only)")
+                raise
+            done.append(f"{model.name} v{model.version}")
             _log.info(f"[{model.name}] version {model.version}: {action} in {repo / model.name}")
     return [BuiltModel(m.name, m.manifest_entry["format"], m.version, a, m.manifest_entry["artifact"]["sha256"], r,
                        references[m.name], o) for (m, r, o), a in zip(staged, actions)]

@@ -31,6 +31,11 @@ from .io_spec import DeclaredTensor
 from .quantization import Quantization
 
 DEFAULT_OPSET = 17
+# Triton's max_batch_size is an int32, but a build exports, verifies and writes warmup data at max_batch_size
+# samples (max_batch_size = 1000000 meant a million-sample warmup): 65536 is far above any real batch a
+# single request carries and still cheap to verify, so anything above it is taken for a typo.
+MAX_BATCH_SIZE = 65536
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, APFS): each <name>_<format> is a directory name
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,11 @@ class ModelRequest:
             raise SpecError("formats", [], "at least one of " + ", ".join(formats.FORMATS))
         for fmt in self.formats + tuple(self.format_options):
             formats.get_format(fmt)
+        longest = max(self.formats, key=lambda f: len(self.model_name(f).encode()))
+        suffix = len(self.model_name(longest).encode()) - len(self.name.encode())
+        if len(self.model_name(longest).encode()) > NAME_MAX:
+            raise SpecError("name", self.name, f"a name of at most {NAME_MAX - suffix} bytes (the model directory "
+                            f"<name>{self.model_name(longest)[len(self.name):]} must fit a {NAME_MAX}-byte file name)")
         for fmt, opts in self.format_options.items():
             try:
                 check_backend_options(formats.FORMATS[fmt].backend.name, opts.parameters, opts.optimization)
@@ -95,6 +105,9 @@ class ModelRequest:
             raise SpecError("prune", self.prune, "a fraction in (0, 1) of Linear/Conv weights to zero")
         if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int) or self.max_batch_size < 0:
             raise SpecError("max_batch_size", self.max_batch_size, "an integer >= 0 (0: the model does not batch)")
+        if self.max_batch_size > MAX_BATCH_SIZE:
+            raise SpecError("max_batch_size", self.max_batch_size,
+                            f"at most {MAX_BATCH_SIZE} (the build verifies and warms up at this many samples)")
         if self.version is not None and (not isinstance(self.version, int) or self.version < 1):
             raise SpecError("version", self.version, "an integer >= 1")
         for size in self.warmup_batch_sizes or ():

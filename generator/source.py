@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +151,7 @@ def load_source(
     """Load ``source`` and work out its IO; every user error names the field and what was expected."""
     declared = dict(declared_inputs or {})
     batching = max_batch_size > 0
-    examples_from_file = dict(np.load(example_file)) if example_file else None
+    examples_from_file = _load_examples(example_file) if example_file else None
     path = Path(source)
     if path.suffix in (".pt", ".onnx"):
         if not path.is_file():
@@ -165,18 +166,39 @@ def load_source(
             raise ModelLoadError(f"source {source!r}: torch.jit.load failed: {exc}") from exc
         return _from_module(module, ModelBundle(module, examples_from_file), "torchscript", digest, batching,
                             declared, output_names)
-    fn = load_callable(source, "source")
+    # sys.exit() in the user's import or call would otherwise end the build with its code and nothing built
+    try:
+        fn = load_callable(source, "source")
+    except SystemExit as exc:
+        raise ModelLoadError(f"source {source!r} called sys.exit({exc.code!r}) while imported") from None
     try:
         result = fn(**dict(kwargs or {}))
+    except SystemExit as exc:
+        raise ModelLoadError(f"source {source!r} called sys.exit({exc.code!r})") from None
     except TypeError as exc:
         raise SourceError("source kwargs", dict(kwargs or {}), f"arguments {source} accepts ({exc})") from None
     except Exception as exc:
-        raise ModelLoadError(f"source {source!r} raised {type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(f"source {source!r} raised {summary(exc)}") from exc
     bundle = _bundle(result, source)
     if bundle.example_inputs is None and examples_from_file is not None:
         bundle.example_inputs = examples_from_file
     digest = {"kind": "callable", "ref": source, "kwargs": dict(kwargs or {})}
     return _from_module(bundle.model, bundle, "callable", digest, batching, declared, output_names)
+
+
+def _load_examples(path: Path) -> dict[str, np.ndarray]:
+    """``example_inputs``: an .npz of plain arrays by input name (never unpickled)."""
+    expected = "an existing .npz file of numeric arrays by input name (no pickled objects)"
+    if not Path(path).is_file():
+        raise SpecError("example_inputs", str(path), expected)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise SpecError("example_inputs", str(path), f"{expected} (an .npy holds one array, not one by name)")
+        with data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise SpecError("example_inputs", str(path), f"{expected} ({summary(exc)})") from None
 
 
 def _from_module(module: torch.nn.Module, bundle: ModelBundle, kind: str, digest: dict[str, Any], batching: bool,

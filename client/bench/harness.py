@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
+from tritonize.core.loader import summary
 from tritonize.core.log import logger
 
 from ..client import TritonClient
@@ -48,6 +52,30 @@ class BenchRequest:
             raise UsageError(f"--distribution: got {self.distribution!r}, expected constant or poisson")
         if self.engine not in ("auto", "builtin", "perf_analyzer"):
             raise UsageError(f"--engine: got {self.engine!r}, expected auto, builtin or perf_analyzer")
+        if self.input_data not in ("random", "zero"):
+            _check_input_data(self.input_data, self.engine)
+
+
+def _check_input_data(path: str, engine: str) -> None:
+    """``--input-data`` other than random/zero: an existing file (or perf_analyzer's directory); an .npz must
+    hold plain arrays (nothing is unpickled). Checked before connecting, so a typo does not wait for a server."""
+    expected = "random, zero, an existing .npz of arrays by input name"
+    if engine != "builtin":
+        expected += " (or, for perf_analyzer, a directory or .json file)"
+    if not Path(path).exists():
+        raise UsageError(f"--input-data: got {path!r}, expected {expected}")
+    if not path.endswith(".npz"):
+        return  # perf_analyzer's own formats, checked by PerfAnalyzerOptions
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise UsageError(f"--input-data: got {path!r}, expected {expected} (not a zip of .npy arrays)")
+        with data:
+            for name in data.files:
+                data[name]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"--input-data: got {path!r}, expected {expected}, without pickled objects "
+                         f"({summary(exc)})") from None
 
 
 @dataclass

@@ -48,6 +48,8 @@ class Settings:
             raise UsageError(f"max_trials: got {self.max_trials}, expected >= 3 (stability needs three windows)")
         if self.workers < 1:
             raise UsageError(f"workers: got {self.workers}, expected >= 1")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise UsageError(f"batch_size: got {self.batch_size!r}, expected an integer >= 1 (samples per request)")
         if self.percentile is not None and not 0 < self.percentile < 100:
             raise UsageError(f"percentile: got {self.percentile}, expected 1..99")
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from tritonize.core.errors import TritonizeError
+from tritonize.core.loader import summary
 from tritonize.core.log import install_cli_output
 
 from .bench import bench_command
@@ -27,7 +28,9 @@ COMMANDS = (quickstart_command, export_command, build_command, check_command, se
 
 
 class _Group(click.Group):
-    """Commands in workflow order; tritonize errors become one line on stderr and their exit code."""
+    """Commands in workflow order; tritonize errors become one line on stderr and their exit code, and so does
+    an ``OSError`` (a name too long, a read-only repository, a full disk: exit 1). Anything else is a bug and
+    keeps its traceback."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -40,6 +43,11 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            if os.environ.get("TRITONIZE_DEBUG"):
+                raise
+            click.echo(f"error: {summary(exc)}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -76,6 +76,8 @@ def bench_command(model: str, url: str, protocol: str | None, version: str, conc
     from tritonize.client.bench.harness import BenchRequest, run_benchmark
     from tritonize.client.bench.measure import Settings
 
+    if batch_size < 1:
+        raise SpecError("--batch-size", batch_size, "an integer >= 1 (samples per request)")
     if (concurrency is None) == (request_rate is None):
         raise SpecError("--concurrency/--request-rate", "both" if concurrency else "neither", "exactly one")
     gates = [sla.Gate.parse(text) for text in slas]

@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from tritonize.core.errors import SpecError
+from tritonize.core.loader import summary
 
 from .options import url_option
 
@@ -22,7 +23,13 @@ def _load_inputs(pairs: tuple[str, ...]) -> dict[str, np.ndarray]:
             raise SpecError("--input", pair, "NAME=FILE.npy")
         if not Path(path).is_file():
             raise SpecError(f"--input {name}", path, "an existing .npy file")
-        arrays[name] = np.load(path, allow_pickle=False)
+        try:
+            arrays[name] = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # pickled objects are never loaded
+            raise SpecError(f"--input {name}", path, f"a .npy file of numbers or bytes, no pickled objects "
+                            f"({summary(exc)})") from None
+        if not isinstance(arrays[name], np.ndarray):
+            raise SpecError(f"--input {name}", path, "a .npy file of one array (not an .npz)")
     return arrays
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -23,6 +24,24 @@ def models_table(states: list[Any]) -> Table:
     for s in states:
         table.add(s.name, s.version, s.state, s.reason)
     return table
+
+
+def python_models_line(models: list[str], euid: int | None) -> str | None:
+    """The line ``serve`` prints at start when the repository has python-backend models (None without).
+
+    ``euid``: the user tritonserver runs as; None when it runs in a container.
+    """
+    if not models:
+        return None
+    kind = "model" if len(models) == 1 else "models"
+    if euid is None:
+        rights = "with the container user's rights"
+    elif euid == 0:
+        rights = "with the serving user's rights, and this server runs as root"
+    else:
+        rights = f"with the serving user's rights (uid {euid})"
+    return (f"warning: python-backend {kind} {', '.join(models)} run{'s' if len(models) == 1 else ''} "
+            f"{'its' if len(models) == 1 else 'their'} model.py {rights}: review it before serving")
 
 
 def _block(alive: Any) -> None:
@@ -77,6 +96,11 @@ def serve_command(repo: Path, host: str, http_port: int, grpc_port: int, metrics
       tritonize serve model_repository/
       tritonize serve model_repository/ --docker nvcr.io/nvidia/tritonserver:24.10-py3
     """
+    from tritonize.core.check.rules import python_backend_models
+
+    line = python_models_line(python_backend_models(repo), None if image else os.geteuid())
+    if line:
+        click.echo(line, err=True)
     name = None if config_name == "none" else config_name
     if image:
         _serve_docker(repo, image, host, http_port, grpc_port, metrics_port, model_control_mode, load_model,

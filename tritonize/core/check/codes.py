@@ -90,6 +90,9 @@ CODES: tuple[Code, ...] = (
          "<name>__<index> (or whose index is out of range)"),
     Code("torch-mixed-naming", "warning", "inputs mix forward() names and <name>__<index>: config order"),
     Code("torch-input-count", "error", "configured input count differs from forward()'s argument count"),
+    # python backend
+    Code("python-model-code", "warning", "a python-backend version's model.py holds code: Triton imports and "
+         "runs it in a stub process with the serving user's rights (root, if the server runs as root)"),
     # optimization and warmup
     Code("cuda-graphs-ignored", "warning", "optimization.cuda.graphs on a backend other than tensorrt"),
     Code("warmup-file-missing", "error", "model_warmup input_data_file missing from <model>/warmup/"),

@@ -3,15 +3,18 @@ NormalizeInstanceGroup, ValidateEnsembleSchedulingConfig, GenerateWarmupData, Ve
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as pb
 
 from .. import formats
 from ..datatypes import BY_CONFIG
+from .backends import resolve_backend
 from .codes import Hit
-from .model import ModelView, artifact, fmt_list, fmt_shape, trt_accelerators
+from .model import ModelView, artifact, fmt_list, fmt_shape, read_configs, trt_accelerators
 
 _PRECISION_MODES = ("FP32", "FP16", "BF16", "INT8")
 
@@ -60,6 +63,48 @@ def check_labels(m: ModelView) -> Iterator[Hit]:
         if t.label_filename and not (m.path / t.label_filename).is_file():
             yield "label-file-missing", (f"output '{t.name}' label_filename '{t.label_filename}' is not in "
                                          f"'{m.name}/' (Triton reads labels from the model directory)")
+
+
+# --- python backend ------------------------------------------------------------------------------------
+
+
+def check_python_code(m: ModelView) -> Iterator[Hit]:
+    """The python backend imports each loaded version's model.py and runs it as the serving user."""
+    if m.backend != "python":
+        return
+    filename = m.model_filename
+    for v in m.loaded_versions:
+        path = artifact(m.path / str(v), filename)
+        if path is not None and _holds_code(path):
+            yield "python-model-code", (f"{filename} of version {v} runs as the serving user's code with that "
+                                        "user's rights (python backend): review it before serving")
+
+
+def _holds_code(path: Path) -> bool:
+    """False only for a file that runs nothing when imported: blank, comments, a docstring."""
+    try:
+        body = ast.parse(path.read_bytes()).body
+    except (OSError, SyntaxError, ValueError):
+        return True  # unreadable or not Python: do not vouch for it
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # a docstring
+    return bool(body)
+
+
+def python_backend_models(repo: Path | str) -> list[str]:
+    """The models of ``repo`` that any of their configs (or, without one, their files) put on the python
+    backend: what serving the repository runs as code of its own."""
+    root = Path(repo)
+    if not root.is_dir():
+        return []
+    found = []
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        configs = [s.config for s in read_configs(model_dir) if s.config is not None]
+        if not (model_dir / "config.pbtxt").is_file():
+            configs.append(pb.ModelConfig())  # Triton auto-completes from the model file
+        if any(resolve_backend(cfg, model_dir)[0] == "python" for cfg in configs):
+            found.append(model_dir.name)
+    return found
 
 
 # --- inputs and outputs --------------------------------------------------------------------------------
@@ -306,5 +351,5 @@ def _ensemble_dataflow(cfg: pb.ModelConfig) -> Iterator[Hit]:
                                                 "or ensemble input provides")
 
 
-RULES = (check_name, check_versions, check_model_files, check_labels, check_io, check_batching,
+RULES = (check_name, check_versions, check_model_files, check_labels, check_python_code, check_io, check_batching,
          check_instance_groups, check_optimization, check_warmup, check_ensemble)
