@@ -124,7 +124,7 @@ class _Fp32Exports:
         if key not in self.done:
             options = {**req.format_options, fmt: dataclasses.replace(req.options(fmt), opset=opset)}
             job = ExportJob(loaded, dataclasses.replace(req, format_options=options), formats.FORMATS[fmt],
-                            self.root / str(len(self.done)), lambda base: self.get(req, loaded, base, opset), _log)
+                            self.root / str(len(self.done)), lambda base: self.get(req, loaded, base, opset))
             self.done[key] = export(job)
         return self.done[key]
 
@@ -137,8 +137,7 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
     vdir = root / str(version)
     opset = req.options(fmt.name).opset
     _log.info(f"[{name}] exporting {fmt.name}")
-    artifact = export(ExportJob(loaded, req, fmt, vdir, lambda base: fp32_exports.get(req, loaded, base, opset),
-                                _log))
+    artifact = export(ExportJob(loaded, req, fmt, vdir, lambda base: fp32_exports.get(req, loaded, base, opset)))
     _log.info(f"[{name}] verifying against the {loaded.kind} reference")
     report = verify(name, loaded, artifact, req.tolerance(fmt.name), req.max_batch_size, gate=not fmt.optimized)
     if artifact.warnings:

@@ -6,7 +6,6 @@ An exporter takes an ``ExportJob`` and writes the model file into ``job.director
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ class ExportJob:
     format: Format
     directory: Path
     fp32: Callable[[str], Artifact]  # an FP32 export of a base format, made once per build (scratch space)
-    log: logging.Logger
 
     @property
     def model_name(self) -> str:

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from tritonize.core.loader import summary
+from tritonize.core.log import logger
 
 from ..errors import ExportError
 from ..optimize import calibration_batches, load_samples, quantize_onnx
@@ -14,6 +15,8 @@ from ..quantization import Quantization
 from ..runners import OnnxRunner
 from . import Artifact, ExportJob
 from ._torch import from_callable
+
+_log = logger(__name__)
 
 
 def export_onnx_int8(job: ExportJob) -> Artifact:
@@ -26,7 +29,7 @@ def export_onnx_int8(job: ExportJob) -> Artifact:
         source = (load_samples(q.calibration_data) if q.calibration_data else
                   loaded.calibration() if loaded.calibration else None)
         if source is None:
-            job.log.warning(f"[{job.model_name}] no calibration data given: calibrating on synthesized inputs")
+            _log.warning(f"[{job.model_name}] no calibration data given: calibrating on synthesized inputs")
             source = (loaded.samples.batch(max(req.max_batch_size, 1), seed=500 + i) for i in range(64))
         batches = calibration_batches(source, fp32.input_names, q.calibration_samples, job.model_name)
     path = job.directory / "model.onnx"

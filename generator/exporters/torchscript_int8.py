@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from tritonize.core.log import logger
+
 from ..optimize import quantize_torch_module
 from ..quantization import Quantization
 from . import Artifact, ExportJob
 from ._torch import from_callable
 from .torchscript import write_torchscript
+
+_log = logger(__name__)
 
 
 def export_torchscript_int8(job: ExportJob) -> Artifact:
@@ -19,5 +23,5 @@ def export_torchscript_int8(job: ExportJob) -> Artifact:
     artifact = write_torchscript(dataclasses.replace(job.loaded, module=quantized), job.directory, job.request.script)
     artifact.details["quantization"] = f"torch.ao dynamic INT8 ({'/'.join(q.modules)}), {artifact.method}"
     artifact.method = f"int8 dynamic + {artifact.method}"
-    job.log.info(f"[{job.model_name}] quantized TorchScript runs on CPU only: instance group KIND_CPU")
+    _log.info(f"[{job.model_name}] quantized TorchScript runs on CPU only: instance group KIND_CPU")
     return artifact

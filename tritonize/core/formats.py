@@ -51,7 +51,6 @@ class Backend:
     validator: str | None = None  # module:function checking a config against the model file (tritonize check)
     reader: str | None = None  # the package the validator needs to open the file
     accelerators: bool = False  # TensorRT / OpenVINO execution accelerators and graph level apply
-    requires: tuple[str, ...] = ()  # packages the stand-in needs, for the message when one is missing
     output_names: str | None = None  # outputs must be named so, e.g. "OUTPUT__{i}" (the backend maps by position)
 
 
@@ -126,7 +125,6 @@ ONNXRUNTIME = Backend(
     },
     standin="tritonize.deploy.standins.onnxruntime:OnnxRuntimeModel",
     validator="tritonize.core.check.onnx:check_onnx", reader="onnx", accelerators=True,
-    requires=("onnxruntime",),
 )
 PYTORCH = Backend(
     "pytorch", "pytorch_libtorch", "model.pt",
@@ -137,7 +135,7 @@ PYTORCH = Backend(
         "NUM_THREADS": int, "NUM_INTEROP_THREADS": int,
     },
     standin="tritonize.deploy.standins.pytorch:PyTorchModel",
-    validator="tritonize.core.check.torchscript:check_torchscript", reader="torch", requires=("torch",),
+    validator="tritonize.core.check.torchscript:check_torchscript", reader="torch",
     output_names="OUTPUT__{i}",
 )
 
