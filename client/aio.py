@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from . import calls
 from .client import _OPTIONS, Outputs
-from .errors import ModelNotFoundError, ModelNotReadyError, TritonClientError
+from .errors import ModelNotFoundError, TritonClientError
 from .model_info import ModelInfo
 from .retry import DEFAULT_RETRY, UNREGISTER_RETRY, Attempts, RetryPolicy
 from .shared_memory import Region, RegionPool
@@ -64,24 +64,38 @@ class AsyncTritonClient:
     async def is_ready(self) -> bool:
         return bool(await self._call("is_server_ready", "is_server_ready", idempotent=False))
 
-    async def is_model_ready(self, name: str, version: str = "") -> bool:
+    async def is_model_ready(self, name: str, version: str = "", timeout_s: float | None = None) -> bool:
         try:
             return bool(await self._call(f"is_model_ready {name}", "is_model_ready", name, str(version),
-                                         idempotent=False))
+                                         idempotent=False, timeout_s=timeout_s))
         except ModelNotFoundError:
             return False
 
     async def wait_until_ready(self, model: str | None = None, version: str = "", timeout_s: float = 60.0) -> None:
+        """As ``TritonClient.wait_until_ready``."""
         deadline = time.monotonic() + timeout_s
+        last: TritonClientError | None = None
+        index: list[dict[str, Any]] = []
         while True:
+            probe = max(deadline - time.monotonic(), 0.1)
+            refused = None
             try:
-                if await (self.is_model_ready(model, version) if model else self.is_ready()):
-                    return
-            except TritonClientError:
-                pass
+                if model is None:
+                    if await self._call("is_server_ready", "is_server_ready", idempotent=False, timeout_s=probe):
+                        return
+                else:
+                    if await self.is_model_ready(model, version, timeout_s=probe):
+                        return
+                    index = await self.list_models(timeout_s=probe)
+                    refused = calls.never_ready(model, version, index)
+                last = None
+            except TritonClientError as exc:
+                last = exc
+            if refused is not None:
+                raise refused
             if time.monotonic() >= deadline:
-                raise ModelNotReadyError(f"{model or 'server'} not ready after {timeout_s:.0f} s")
-            await asyncio.sleep(0.1)
+                raise calls.not_ready_error(model, timeout_s, last, index)
+            await asyncio.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
 
     async def server_metadata(self) -> dict[str, Any]:
         raw = await self._call("server metadata", "get_server_metadata")
@@ -95,13 +109,14 @@ class AsyncTritonClient:
         raw = await self._call(f"config of {name}", "get_model_config", name, str(version))
         return dict(normalize(self.endpoint.protocol, "config", raw))
 
-    async def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
+    async def statistics(self, name: str = "", version: str = "",
+                         timeout_s: float | None = None) -> list[dict[str, Any]]:
         raw = await self._call(f"statistics of {name or 'all models'}", "get_inference_statistics", name,
-                               str(version))
+                               str(version), timeout_s=timeout_s)
         return list(normalize(self.endpoint.protocol, "stats", raw).get("model_stats", []))
 
-    async def list_models(self) -> list[dict[str, Any]]:
-        raw = await self._call("repository index", "get_model_repository_index")
+    async def list_models(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        raw = await self._call("repository index", "get_model_repository_index", timeout_s=timeout_s)
         return list(normalize(self.endpoint.protocol, "index", raw))
 
     async def load_model(self, name: str, config: Mapping[str, Any] | None = None) -> None:
@@ -181,20 +196,28 @@ class AsyncModelClient:
         names = self.info.output_names(outputs) if outputs else None
         options = self._options
         gate = asyncio.Semaphore(max(1, max_concurrency or self.client.max_concurrency))
+        start = time.monotonic()
 
         async def one(part: dict[str, NDArray[Any]]) -> Outputs:
             async with gate:
-                return await self._send(part, names, options, timeout_s)
+                return await self._send(part, names, options, timeout_s, start)
 
-        return calls.concat(await asyncio.gather(*(one(p) for p in parts)))
+        tasks = [asyncio.ensure_future(one(p)) for p in parts]
+        try:
+            return calls.concat(await asyncio.gather(*tasks))
+        finally:  # the first failure cancels the rest (a no-op for the tasks that finished)
+            for task in tasks:
+                task.cancel()
 
     async def _send(self, arrays: dict[str, NDArray[Any]], names: list[str] | None, options: RequestOptions,
-                    timeout_s: float | None) -> Outputs:
+                    timeout_s: float | None, start: float | None = None) -> Outputs:
         client = self.client
         budget = timeout_s or client.timeout_s
-        start = time.monotonic()
+        if start is None:
+            start = time.monotonic()
         try:
-            return await self._attempt(arrays, names, options, budget)
+            return await self._attempt(arrays, names, options,
+                                       budget if budget is None else max(start + budget - time.monotonic(), 0.001))
         except TritonClientError as exc:
             attempts = Attempts(client.retry, budget, f"infer {self.name}", start)
             await asyncio.sleep(attempts.delay_after(exc))

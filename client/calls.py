@@ -8,13 +8,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import InvalidInputError
+from .errors import (
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+    TritonClientError,
+)
 from .model_info import ModelInfo
 from .shared_memory import RegionPool, ShmPlan, output_sizes, plan, read_output
 from .transport import RequestOptions
 
 
 def merge_inputs(info: ModelInfo, inputs: Mapping[str, Any] | None, named: dict[str, Any]) -> Mapping[str, Any]:
+    if inputs is not None and not isinstance(inputs, Mapping):
+        names = ", ".join(t.name for t in info.inputs)
+        raise InvalidInputError(f"inputs of model '{info.name}': got {type(inputs).__name__}, expected a dict of "
+                                f"input name -> array (inputs: {names})")
     if not inputs:
         return named
     if not named:
@@ -98,3 +109,35 @@ def extract(result: Any, names: list[str], shm: ShmPlan | None, pool: RegionPool
         else:
             out[name] = result.as_numpy(name)
     return out
+
+
+def never_ready(model: str, version: str, index: Sequence[Mapping[str, Any]]) -> TritonClientError | None:
+    """Why ``model`` (``version``) will not become ready by waiting, from the repository index: not in the
+    repository, a version the server does not serve, or a load that failed. None while it may still (loading,
+    or unloaded in explicit mode, where someone may load it)."""
+    entries = [m for m in index if m.get("name") == model]
+    if not entries:
+        known = ", ".join(sorted({str(m.get("name", "")) for m in index})) or "none"
+        return ModelNotFoundError(f"model '{model}': not in the server's repository (it has: {known})")
+    if any(m.get("state") in ("LOADING", "UNLOADING") for m in entries):
+        return None
+    ready = sorted(str(m.get("version")) for m in entries if m.get("state") == "READY")
+    if version and ready and str(version) not in ready:
+        return ModelNotFoundError(f"model '{model}': version {version} is not served (served: {', '.join(ready)})")
+    failed = [m for m in entries if m.get("state") == "UNAVAILABLE" and m.get("reason") not in (None, "", "unloaded")
+              and (not version or str(m.get("version")) == str(version))]
+    if failed and not ready:
+        return ModelNotReadyError(f"model '{model}': failed to load: {failed[0]['reason']}")
+    return None
+
+
+def not_ready_error(model: str | None, timeout_s: float, last: TritonClientError | None,
+                    index: Sequence[Mapping[str, Any]]) -> TritonClientError:
+    """What ``wait_until_ready`` raises when its time is up: the model's state, or that nothing answered."""
+    what = f"model '{model}'" if model else "server"
+    if isinstance(last, (ServerUnavailableError, InferenceTimeoutError)):
+        return ServerUnavailableError(f"{what} not ready after {timeout_s:.0f} s: the server was unreachable "
+                                      f"(stopped, died or not started?); last error: {last}")
+    states = "; ".join(f"{m.get('state')}: {m.get('reason', '')}".strip().rstrip(":")
+                       for m in index if m.get("name") == model)
+    return ModelNotReadyError(f"{what} not ready after {timeout_s:.0f} s" + (f" ({states})" if states else ""))

@@ -16,7 +16,7 @@ from typing import Any
 from numpy.typing import NDArray
 
 from . import calls
-from .errors import ModelNotFoundError, ModelNotReadyError, ServerUnavailableError, TritonClientError
+from .errors import ModelNotFoundError, TritonClientError
 from .model_info import ModelInfo
 from .retry import DEFAULT_RETRY, UNREGISTER_RETRY, Attempts, RetryPolicy
 from .shared_memory import Region, RegionPool
@@ -74,31 +74,40 @@ class TritonClient:
     def is_ready(self) -> bool:
         return bool(self._call("is_server_ready", "is_server_ready", idempotent=False))
 
-    def is_model_ready(self, name: str, version: str = "") -> bool:
+    def is_model_ready(self, name: str, version: str = "", timeout_s: float | None = None) -> bool:
         try:
-            return bool(self._call(f"is_model_ready {name}", "is_model_ready", name, str(version), idempotent=False))
+            return bool(self._call(f"is_model_ready {name}", "is_model_ready", name, str(version), idempotent=False,
+                                   timeout_s=timeout_s))
         except ModelNotFoundError:
             return False
 
     def wait_until_ready(self, model: str | None = None, version: str = "", timeout_s: float = 60.0) -> None:
-        """Block until the server (and ``model``) is ready; ModelNotReadyError with Triton's reason if not."""
+        """Block until the server (and ``model``) is ready, at most ``timeout_s``. A model or version the server
+        does not have, or whose load failed, fails at once (``calls.never_ready``); when time is up, the error
+        gives the model's state, or says the server was unreachable."""
         deadline = time.monotonic() + timeout_s
+        last: TritonClientError | None = None
+        index: list[dict[str, Any]] = []
         while True:
+            probe = max(deadline - time.monotonic(), 0.1)  # no call outlives the wait
+            refused = None
             try:
-                if self.is_model_ready(model, version) if model else self.is_ready():
-                    return
-            except (ServerUnavailableError, TritonClientError):
-                pass
+                if model is None:
+                    if self._call("is_server_ready", "is_server_ready", idempotent=False, timeout_s=probe):
+                        return
+                else:
+                    if self.is_model_ready(model, version, timeout_s=probe):
+                        return
+                    index = self.list_models(timeout_s=probe)
+                    refused = calls.never_ready(model, version, index)
+                last = None
+            except TritonClientError as exc:
+                last = exc
+            if refused is not None:
+                raise refused
             if time.monotonic() >= deadline:
-                reason = ""
-                try:
-                    states = [m for m in self.list_models() if m.get("name") == model]
-                    reason = "; ".join(f"{m.get('state')}: {m.get('reason', '')}".strip() for m in states)
-                except TritonClientError as exc:
-                    reason = str(exc)
-                raise ModelNotReadyError(f"{model or 'server'} not ready after {timeout_s:.0f} s"
-                                         + (f" ({reason})" if reason else ""))
-            time.sleep(0.1)
+                raise calls.not_ready_error(model, timeout_s, last, index)
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
 
     def server_metadata(self) -> dict[str, Any]:
         return dict(normalize(self.endpoint.protocol, "metadata", self._call("server metadata", "get_server_metadata")))
@@ -111,15 +120,16 @@ class TritonClient:
         raw = self._call(f"config of {name}", "get_model_config", name, str(version))
         return dict(normalize(self.endpoint.protocol, "config", raw))
 
-    def statistics(self, name: str = "", version: str = "") -> list[dict[str, Any]]:
-        raw = self._call(f"statistics of {name or 'all models'}", "get_inference_statistics", name, str(version))
+    def statistics(self, name: str = "", version: str = "", timeout_s: float | None = None) -> list[dict[str, Any]]:
+        raw = self._call(f"statistics of {name or 'all models'}", "get_inference_statistics", name, str(version),
+                         timeout_s=timeout_s)
         return list(normalize(self.endpoint.protocol, "stats", raw).get("model_stats", []))
 
     # --- model management ---------------------------------------------------------------------------------
-    def list_models(self) -> list[dict[str, Any]]:
+    def list_models(self, timeout_s: float | None = None) -> list[dict[str, Any]]:
         """The repository index: name, version, state and reason of every model Triton knows."""
-        return list(normalize(self.endpoint.protocol, "index", self._call("repository index",
-                                                                           "get_model_repository_index")))
+        raw = self._call("repository index", "get_model_repository_index", timeout_s=timeout_s)
+        return list(normalize(self.endpoint.protocol, "index", raw))
 
     def load_model(self, name: str, config: Mapping[str, Any] | None = None) -> None:
         """Load (or reload) a model; explicit model-control mode. ``config`` overrides its config.pbtxt."""
@@ -205,25 +215,35 @@ class ModelClient:
     def infer_batch(self, inputs: Mapping[str, Any] | None = None, /, *, max_concurrency: int | None = None,
                     outputs: Sequence[str] | None = None, cast: bool | str = False, timeout_s: float | None = None,
                     **named: Any) -> Outputs:
-        """Any batch size: split by max_batch_size, sent concurrently (bounded), reassembled in order."""
+        """Any batch size: split by max_batch_size, sent concurrently (bounded), reassembled in order.
+        ``timeout_s`` bounds the whole call; the first failure cancels the parts not yet sent."""
         parts = calls.checked_chunks(self.info, calls.merge_inputs(self.info, inputs, named), cast)
         names = self.info.output_names(outputs) if outputs else None
         options = self._options
+        start = time.monotonic()
         workers = max(1, min(max_concurrency or self.client.max_concurrency, len(parts)))
         if workers == 1:
-            return calls.concat([self._send(p, names, options, timeout_s) for p in parts])
+            return calls.concat([self._send(p, names, options, timeout_s, start) for p in parts])
         with ThreadPoolExecutor(workers) as pool:
-            return calls.concat(list(pool.map(lambda p: self._send(p, names, options, timeout_s), parts)))
+            futures = [pool.submit(self._send, p, names, options, timeout_s, start) for p in parts]
+            try:
+                return calls.concat([f.result() for f in futures])
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     def _send(self, arrays: dict[str, NDArray[Any]], names: list[str] | None, options: RequestOptions,
-              timeout_s: float | None) -> Outputs:
-        """One request within its deadline, retried on errors that may pass (the retry state is only built
-        after a failure: this path is hot)."""
+              timeout_s: float | None, start: float | None = None) -> Outputs:
+        """One request within the deadline that began at ``start`` (now by default), retried on errors that
+        may pass (the retry state is only built after a failure: this path is hot)."""
         client = self.client
         budget = timeout_s or client.timeout_s
-        start = time.monotonic()
+        if start is None:
+            start = time.monotonic()
         try:
-            return self._attempt(arrays, names, options, budget)
+            return self._attempt(arrays, names, options,
+                                 budget if budget is None else max(start + budget - time.monotonic(), 0.001))
         except TritonClientError as exc:
             attempts = Attempts(client.retry, budget, f"infer {self.name}", start)
             time.sleep(attempts.delay_after(exc))

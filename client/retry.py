@@ -60,6 +60,13 @@ class Attempts:
         delay = self.policy.backoff(self.attempt)
         self.attempt += 1
         if time.monotonic() + delay >= self.deadline:
-            raise InferenceTimeoutError(f"{self.what}: no success within the {self.budget:.1f} s deadline "
-                                        f"({self.attempt} attempts); last error: {exc}") from exc
+            raise deadline_error(self.what, self.budget, self.attempt, exc) from exc
         return delay
+
+
+def deadline_error(what: str, budget: float, attempts: int, last: TritonClientError) -> InferenceTimeoutError:
+    """The deadline passed; an unreachable server is named as such (it stopped, died or never started)."""
+    why = "the server was unreachable (stopped or died?)" if isinstance(last, ServerUnavailableError) \
+        else "no success"
+    return InferenceTimeoutError(f"{what}: {why} for the whole {budget:.1f} s deadline ({attempts} attempts); "
+                                 f"last error: {last}")

@@ -72,6 +72,10 @@ class RequestOptions:
 DEFAULT_OPTIONS = RequestOptions()
 
 
+# A connection the server closed mid-call (it stopped or died): geventhttpclient's and aiohttp's names.
+_CONNECTION_LOST = {"HTTPConnectionClosed", "ServerDisconnectedError", "RemoteDisconnected"}
+
+
 def map_error(exc: BaseException, what: str, address: str = "") -> TritonClientError:
     """tritonclient / network errors → tritonize errors, keeping Triton's message."""
     if isinstance(exc, TritonClientError):
@@ -94,7 +98,7 @@ def map_error(exc: BaseException, what: str, address: str = "") -> TritonClientE
         return ServerError(message, status)
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or type(exc).__name__ == "Timeout":
         return InferenceTimeoutError(f"{what}: timed out ({exc or type(exc).__name__})")
-    if isinstance(exc, OSError):  # refused, reset, DNS: includes aiohttp's connector errors
+    if isinstance(exc, OSError) or type(exc).__name__ in _CONNECTION_LOST:  # refused, reset, closed, DNS
         at = f"cannot reach {address}: " if address else ""
         return ServerUnavailableError(f"{what}: {at}{type(exc).__name__}: {exc}")
     return ServerError(f"{what}: {type(exc).__name__}: {exc}")

@@ -40,6 +40,7 @@ class BenchRequest:
     engine: str = "auto"  # auto (perf_analyzer when on PATH) | builtin | perf_analyzer
     shared_memory: str = "none"  # perf_analyzer only
     metrics_url: str | None = None  # default: the server's host, port 8002
+    ready_timeout_s: float = 60.0  # how long to wait for the server and model to be ready
 
     def __post_init__(self) -> None:
         if self.mode not in ("concurrency", "request_rate"):
@@ -52,6 +53,8 @@ class BenchRequest:
             raise UsageError(f"--distribution: got {self.distribution!r}, expected constant or poisson")
         if self.engine not in ("auto", "builtin", "perf_analyzer"):
             raise UsageError(f"--engine: got {self.engine!r}, expected auto, builtin or perf_analyzer")
+        if not self.ready_timeout_s > 0:
+            raise UsageError(f"--ready-timeout: got {self.ready_timeout_s}, expected seconds > 0")
         if self.input_data not in ("random", "zero"):
             _check_input_data(self.input_data, self.engine)
 
@@ -108,7 +111,7 @@ def run_benchmark(request: BenchRequest) -> BenchResult:
                          "in the request)")
     metrics_url = request.metrics_url or default_metrics_url(request.url, request.protocol)
     with TritonClient(request.url, protocol=request.protocol) as client:
-        client.wait_until_ready(request.model, request.version, timeout_s=60)
+        client.wait_until_ready(request.model, request.version, timeout_s=request.ready_timeout_s)
         info = client.model(request.model, request.version).info
         config = client.model_config(request.model, request.version)
         server = client.server_metadata()

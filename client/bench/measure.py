@@ -23,7 +23,7 @@ from tritonize.core.log import logger, progress
 from tritonize.core.stats import percentile
 
 from ..client import TritonClient
-from ..errors import UsageError
+from ..errors import InferenceTimeoutError, ServerUnavailableError, UsageError
 from ..model_info import ModelInfo
 from .loadgen import Record, Target, start_workers
 from .results import PERCENTILES, LevelResult
@@ -91,11 +91,20 @@ def _stable(windows: Sequence[_Window], settings: Settings) -> bool:
     return within(rates) and within(lat)
 
 
-def server_counters(client: TritonClient | None, model: str, version: str) -> dict[str, int] | None:
+# How long a statistics call at a window boundary may take: a server that died is reported within one window
+# plus this (the call retries while the server is unreachable).
+PROBE_TIMEOUT_S = 5.0
+
+
+def server_counters(client: TritonClient | None, model: str, version: str, what: str = "") -> dict[str, int] | None:
     """Cumulative request count and ns per stage from Triton's statistics API."""
     if client is None:
         return None
-    stats = client.statistics(model, version)
+    try:
+        stats = client.statistics(model, version, timeout_s=PROBE_TIMEOUT_S)
+    except (ServerUnavailableError, InferenceTimeoutError) as exc:
+        raise ServerUnavailableError(f"{what or model}: the server at {client.endpoint.address} stopped answering "
+                                     f"during the measurement (died?): {exc}") from exc
     out: dict[str, int] = {}
     for entry in stats:  # all versions served, when no version is given
         inference = entry.get("inference_stats", {})
@@ -167,14 +176,14 @@ def measure_level(target: Target, level: float, settings: Settings,
         boundary = start + settings.warmup_s
         _collect(workers, pending, boundary)
         pending = [r for r in pending if r.end >= boundary]
-        baseline = _Window([], start, boundary, server_counters(stats_client, target.model, target.version))
+        baseline = _Window([], start, boundary, server_counters(stats_client, target.model, target.version, what))
         windows: list[_Window] = []
         stable = False
         with progress(f"{what}: measurement windows", total=settings.max_trials) as bar:
             while len(windows) < settings.max_trials:
                 end = boundary + settings.interval_s
                 _collect(workers, pending, end)
-                stats = server_counters(stats_client, target.model, target.version)  # at the boundary itself
+                stats = server_counters(stats_client, target.model, target.version, what)  # at the boundary
                 _collect(workers, pending, end + grace)
                 done = [r for r in pending if boundary <= r.end < end]
                 pending = [r for r in pending if r.end >= end]

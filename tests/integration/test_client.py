@@ -137,9 +137,13 @@ def test_health_metadata_config_statistics_index(triton: TritonClient) -> None:
 
 def test_wait_until_ready(triton: TritonClient) -> None:
     triton.wait_until_ready("two_heads_onnx", timeout_s=5)
-    start = time.monotonic()
-    with pytest.raises(ModelNotReadyError, match=r"broken_onnx not ready after 1 s.*unable to load model"):
-        triton.wait_until_ready("broken_onnx", timeout_s=1)
+    start = time.monotonic()  # a failed load, a model or a version the server lacks: at once, not after 30 s
+    with pytest.raises(ModelNotReadyError, match=r"'broken_onnx': failed to load: .*unable to load model"):
+        triton.wait_until_ready("broken_onnx", timeout_s=30)
+    with pytest.raises(ModelNotFoundError, match="'nosuch_model': not in the server's repository"):
+        triton.wait_until_ready("nosuch_model", timeout_s=30)
+    with pytest.raises(ModelNotFoundError, match=r"'latest2_onnx': version 9 is not served \(served: 2, 3\)"):
+        triton.wait_until_ready("latest2_onnx", "9", timeout_s=30)
     assert time.monotonic() - start < 5
 
 

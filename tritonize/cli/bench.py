@@ -59,12 +59,15 @@ def _shapes(pairs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write report.json, report.md, results.csv and latency_throughput.png here.")
 @click.option("--metrics-url", default=None, help="Triton's Prometheus endpoint (default: host:8002/metrics).")
+@click.option("--ready-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for the server and model to be ready.")
 @output_option
 def bench_command(model: str, url: str, protocol: str | None, version: str, concurrency: str | None,
                   request_rate: str | None, distribution: str, measurement_interval_ms: int, warmup_s: float,
                   stability: float, max_trials: int, percentile: int | None, batch_size: int,
                   shapes: tuple[str, ...], input_data: str, workers: int, engine: str, shared_memory: str,
-                  slas: tuple[str, ...], report_dir: Path | None, metrics_url: str | None, output: str) -> None:
+                  slas: tuple[str, ...], report_dir: Path | None, metrics_url: str | None, ready_timeout: float,
+                  output: str) -> None:
     """Measure latency and throughput of a served model under load; exit 1 when an SLA gate fails.
 
     \b
@@ -86,7 +89,7 @@ def bench_command(model: str, url: str, protocol: str | None, version: str, conc
     request = BenchRequest(
         model=model, url=url, protocol=protocol, version=version, mode=mode, levels=levels,
         distribution=distribution, shapes=_shapes(shapes), input_data=input_data, engine=engine,
-        shared_memory=shared_memory, metrics_url=metrics_url,
+        shared_memory=shared_memory, metrics_url=metrics_url, ready_timeout_s=ready_timeout,
         settings=Settings(interval_s=measurement_interval_ms / 1000, warmup_s=warmup_s,
                           stability=stability / 100, max_trials=max_trials, percentile=percentile,
                           workers=workers, batch_size=batch_size),

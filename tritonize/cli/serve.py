@@ -121,10 +121,11 @@ def serve_command(repo: Path, host: str, http_port: int, grpc_port: int, metrics
         echo_tables({"models": models_table(server.models())}, output)
         click.echo("Ctrl-C to stop", err=True)
         _block(lambda: server.process is not None and server.process.poll() is None)
-        died = server.process is not None and server.process.poll() is not None
-        tail = server.log_tail(5) if died else ""
-    if died:
-        raise TritonizeError(f"tritonserver stopped unexpectedly: {tail}")  # a failure (exit 1), not a usage error
+        code = server.process.poll() if server.process is not None else None
+        tail = server.log_tail(5) if code is not None else ""
+    if code is not None:  # a failure (exit 1), not a usage error
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        raise TritonizeError(f"tritonserver died ({how}); log tail: {tail}")
     click.echo("stopped", err=True)
 
 
