@@ -32,10 +32,12 @@ from typing import Any
 
 from tritonize.core import formats
 from tritonize.core.errors import TritonizeError, UsageError
-from tritonize.core.log import progress
+from tritonize.core.log import logger, progress
+from tritonize.core.staging import remove_stale
 
 CPU_CONFIG = "cpu"
 _STANDIN_SHIM = Path(__file__).parent / "backends" / "model.py"  # one file serves every stand-in backend
+_log = logger(__name__)
 
 
 class ServerStartError(TritonizeError):
@@ -232,6 +234,8 @@ class LocalTriton:
     def start(self) -> LocalTriton:
         for port in dict.fromkeys((self.http_port, self.grpc_port, self.metrics_port)):
             check_port_free(self.host, port)
+        for leftover in remove_stale(self.repo):  # at the top level, Triton would try to load one as a model
+            _log.info(f"removed {leftover}: a staging directory left by a killed build")
         self._tmp = Path(tempfile.mkdtemp(prefix="tritonize-server-"))
         try:
             backend_dir = make_backend_dir(_pytriton_server_dir(), self._tmp / "backends")

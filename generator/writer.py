@@ -15,14 +15,15 @@ version (``tritonize check`` warns of it, version-dir-ignored) -- a model of the
 only one whose config names its backend or platform (Triton auto-detects a backend from the first
 subdirectory). A polling Triton may reload that model when the directory appears; the versions it serves
 are unchanged. Only a repository without any such model (a first build) stages at its top level; a kill
-then leaves a directory there until the next build. A new model's directory is never made before its
+then leaves a directory there that ``check`` reports (staging-leftover) and the next build or local serve
+removes (``tritonize.core.staging``). A new model's directory is never made before its
 rename: a half-made model would be worse than a leftover the next build removes.
 
 Every staging directory holds a lock (``flock``) for as long as its build runs; a kill -9 releases it. At
 the start of every build, the staging directories whose lock nobody holds (and those without a lock file,
 from older versions, after an hour) are removed, in the parent, at the top of the repository and in its
-model directories. The process id in a staging directory's name is for people only: pids are reused and
-differ between containers.
+model directories (``tritonize.core.staging``). The process id in a staging directory's name is for people
+only: pids are reused and differ between containers.
 
 ``commit`` is atomic per model. A kill between a version's rename and its manifest write leaves a version
 without its manifest entry; the next build of it finds the version identical and repairs the manifest
@@ -34,37 +35,20 @@ Symlinks: a model or version directory that is a symlink resolving outside the r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tritonize.core.manifest import MANIFEST, sha256
+from tritonize.core.staging import LOCK, PREFIX, fcntl, remove_stale
+
 from .errors import RepositoryError
-
-MANIFEST = "tritonize-manifest.json"
-STAGING_PREFIX = ".tritonize-staging-"
-_LOCK = ".lock"
-_LEGACY_STALE_S = 3600  # a staging directory without a lock file (older tritonize) is stale after this
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no locks, only the age rule
-    fcntl = None  # type: ignore[assignment]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -88,46 +72,6 @@ class StagedModel:
 
     def file_hashes(self) -> dict[str, str]:
         return {rel: sha256(self.root / rel) for rel in sorted(self.model_files)}
-
-
-def _is_stale(path: Path) -> bool:
-    lock = path / _LOCK
-    if not lock.is_file():
-        try:
-            return time.time() - path.stat().st_mtime > _LEGACY_STALE_S
-        except OSError:
-            return False
-    if fcntl is None:  # pragma: no cover
-        return False
-    try:
-        with lock.open("rb") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return False  # its build is running
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return True
-    except OSError:
-        return False
-
-
-def remove_stale_staging(repo: Path) -> list[Path]:
-    """Remove the staging directories that killed builds left (see the module's docstring); returns them."""
-    places = [repo, *(p for p in sorted(repo.iterdir()) if p.is_dir() and not p.is_symlink())]
-    parent = repo.resolve().parent
-    if os.access(parent, os.W_OK):
-        places.insert(0, parent)
-    removed = []
-    for place in places:
-        try:
-            candidates = sorted(p for p in place.glob(STAGING_PREFIX + "*") if p.is_dir() and not p.is_symlink())
-        except OSError:
-            continue
-        for path in candidates:
-            if _is_stale(path):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    return removed
 
 
 def _host(repo: Path, models: Sequence[str]) -> Path:
@@ -155,16 +99,19 @@ def staging_area(repo: Path, models: Sequence[str] = ()) -> Iterator[Path]:
     """A temporary directory on the same filesystem as ``repo`` (so renames are atomic), locked while in use;
     ``models``: the build's model names (preferred hosts when staging must be inside ``repo``)."""
     repo.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(repo)
+    remove_stale(repo)
     parent = repo.resolve().parent
     writable = os.stat(parent).st_dev == os.stat(repo).st_dev and os.access(parent, os.W_OK)
     where = parent if writable else _host(repo, models)
-    path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=where))
-    lock = (path / f"{_LOCK}.new").open("wb")  # locked before it has the name a cleaner looks for
+    if not os.access(where, os.W_OK):
+        raise RepositoryError(f"repository {repo}: not writable by this user (uid {os.geteuid()}); build as its "
+                              "owner, or into another --repo")
+    path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=where))
+    lock = (path / f"{LOCK}.new").open("wb")  # locked before it has the name a cleaner looks for
     try:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(path / f"{_LOCK}.new", path / _LOCK)
+        os.rename(path / f"{LOCK}.new", path / LOCK)
         yield path
     finally:
         lock.close()

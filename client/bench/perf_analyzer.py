@@ -319,7 +319,9 @@ _BLOCK_CONCURRENCY = re.compile(r"^Request concurrency: (\d+)$")
 # stability failures.
 _BLOCK_RATE = re.compile(rf"^Request Rate: {_NUM} inference requests per seconds?$")
 _SUMMARY_HEADER = re.compile(r"^Inferences/Second vs\. Client (Average|p\d+) Batch Latency$")
-_SUMMARY = re.compile(rf"^(Concurrency|Request Rate): {_NUM}, throughput: {_NUM} infer/sec, latency (\d+) usec$")
+# perf_client up to TRTIS 1.8 (19.11) printed no "throughput: " ("Concurrency: 1, 161.8 infer/sec, ..."; server
+# PR #865 added it): accept both, or those summary lines are lost.
+_SUMMARY = re.compile(rf"^(Concurrency|Request Rate): {_NUM}, (?:throughput: )?{_NUM} infer/sec, latency (\d+) usec$")
 _UNSTABLE = re.compile(r"^Failed to obtain stable measurement within \d+ measurement windows for concurrency (\d+)\.")
 _UNSTABLE_BARE = "Failed to obtain stable measurement."
 _OVER_LATENCY = re.compile(r"^Measured latency went over the set limit of \d+ msec\.")

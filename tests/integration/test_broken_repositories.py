@@ -32,13 +32,15 @@ NOT_HERE = {
     "trt_int8_qdq_with_table": "as trt_int8_no_calibration",
     "trt_precision_mode": "as trt_int8_no_calibration",
     "warmup_batch_size": "crashes tritonserver 2.51 (segfault in warmup): served alone below",
+    "staging_leftover": "a repository-level leftover, not a model: a served repository has it removed first "
+                        "(tests/integration/test_build_kills.py)",
     "model_file_missing": "a python-backend model without model.py hangs the 2.51 python backend; the same "
                           "mistake for a stand-in is the extra case onnx_model_file_missing",
 }
 # Triton accepts these (check reports warnings, or an error Triton itself does not raise).
 SERVES = {
     "valid", "duplicate_tensor", "version_policy_missing", "cuda_graphs_ignored", "dynamic_batching_unbatched", "instance_count", "torch_mixed_naming",
-    "version_dir_ignored",
+    "version_dir_ignored", "manifest_incomplete",
     "torch_output_name",  # the native pytorch backend maps other output names by position, silently
 }
 

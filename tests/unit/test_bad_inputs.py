@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,25 +191,32 @@ def test_a_bug_still_shows_its_traceback(tmp_path: Path, monkeypatch: pytest.Mon
     assert isinstance(result.exception, ZeroDivisionError)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
-                    reason="root writes through read-only permissions")
-def test_read_only_repository_is_one_line(built: tuple[Path, Path], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TRITONIZE_DEBUG", raising=False)
-    repo = tmp_path / "repo"
-    shutil.copytree(built[0], repo)
-    before = tree(repo)
-    for path in (repo, *repo.rglob("*")):
-        if path.is_dir():
-            path.chmod(0o555)
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root needs setpriv to drop to nobody")
+def test_read_only_repository_is_one_line(built: tuple[Path, Path]) -> None:
+    """As a user who cannot write the repository (as root: nobody, via setpriv; root writes through modes)."""
+    work = Path(tempfile.mkdtemp(prefix="tritonize-ro-"))  # not under pytest's 0700 tmp: nobody must reach it
     try:
-        result = CliRunner().invoke(main, ["export", f"{TOY}:mlp", "--name", "m", "--repo", str(repo)])
-        assert_one_line(result, 1, ("Permission denied",))
-        assert tree(repo) == before
-    finally:
+        work.chmod(0o755)
+        repo = work / "repo"
+        shutil.copytree(built[0], repo)
+        before = tree(repo)
         for path in (repo, *repo.rglob("*")):
             if path.is_dir():
+                path.chmod(0o555)
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        env = {**os.environ, "HOME": str(work), "TRITONIZE_DEBUG": ""}
+        run = subprocess.run([*user, sys.executable, "-c", "from tritonize.cli import main; main()", "export",
+                              f"{TOY}:mlp", "--name", "toy", "--format", "torchscript", "--repo", str(repo)],
+                             capture_output=True, text=True, env=env, cwd=work, timeout=300)
+        assert run.returncode == 1, run.stderr
+        lines = [line for line in run.stderr.splitlines() if not PROGRESS.match(line)]
+        assert len(lines) == 1 and lines[0].startswith(f"error: repository {repo}: not writable"), run.stderr
+        assert "Traceback" not in run.stderr and tree(repo) == before
+    finally:
+        for path in (work, *work.rglob("*")):
+            if path.is_dir():
                 path.chmod(0o755)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # --- the Python API -----------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ class Code(NamedTuple):
 CODES: tuple[Code, ...] = (
     # repository layout
     Code("repo-missing", "error", "the repository path does not exist, is not a directory, or is a model"),
+    Code("staging-leftover", "error", "a staging directory a killed build left at the top level: Triton tries to "
+         "load it as a model (the next build or local serve removes it)"),
     Code("config-missing", "error", "no config.pbtxt and no model file Triton can auto-complete from"),
     Code("config-autocomplete", "warning", "no config.pbtxt, or an onnxruntime config without inputs or "
          "outputs: loads only via backend auto-complete, never with --disable-auto-complete-config"),
@@ -45,6 +47,8 @@ CODES: tuple[Code, ...] = (
          "leading zero (configs/, warmup/, initial_state/ are fine)"),
     Code("version-policy-missing", "warning", "version_policy.specific names a missing version directory: "
          "Triton 2.51 loads the others and that version stays unavailable (observed on the local server)"),
+    Code("manifest-incomplete", "warning", "a version that tritonize-manifest.json does not record, or records "
+         "with another artifact: a build was killed before its manifest write (the next build repairs it)"),
     Code("model-file-missing", "error", "a loaded version lacks its model file (default_model_filename)"),
     # inputs / outputs (ValidateIOShape)
     Code("tensor-field-missing", "error", "an input/output without name or data_type"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as pb
 
 from .. import formats
+from ..staging import is_stale, staging_dirs
 from .backends import resolve_backend
 from .codes import BACKEND_LOAD_CODES, Finding, Hit, finding
 from .model import ModelView, Source, read_configs, version_of
@@ -30,11 +31,15 @@ def check_repository(repo: Path | str) -> list[Finding]:
     if (root / "config.pbtxt").is_file():
         return [finding("", ("repo-missing", f"'{root}' is a model directory (it has config.pbtxt); "
                                              "check the repository that contains it"))]
-    model_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    staging = set(staging_dirs(root))  # a running build's is left alone; a killed one's is reported
+    leftovers = {finding(p.name, ("staging-leftover", f"'{p.name}' was left by a killed build: Triton will try to "
+                                  "load it as a model; the next build or tritonize serve removes it"))
+                 for p in staging if is_stale(p)}
+    model_dirs = sorted(p for p in root.iterdir() if p.is_dir() and p not in staging)
     sources = {p.name: read_configs(p) for p in model_dirs}
     primary = {name: next((s.config for s in found if s.rel == "config.pbtxt"), None)
                for name, found in sources.items()}
-    findings = {f for p in model_dirs for f in _lint_model_dir(p, sources[p.name], primary)}
+    findings = leftovers | {f for p in model_dirs for f in _lint_model_dir(p, sources[p.name], primary)}
     return sorted(findings, key=lambda f: (f.model, f.code, f.message))
 
 

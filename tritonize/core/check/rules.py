@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from .. import formats
+from .. import formats, manifest
 from ..datatypes import BY_CONFIG
 from .backends import resolve_backend
 from .codes import Hit
@@ -41,6 +41,11 @@ def check_versions(m: ModelView) -> Iterator[Hit]:
                                                  f"{fmt_list(m.present_versions)}): it will be unavailable")
     elif not m.loaded_versions:
         yield "version-missing", "version_policy latest num_versions 0 loads no version"
+
+
+def check_manifest(m: ModelView) -> Iterator[Hit]:
+    for gap in manifest.gaps(m.path, m.present_versions):
+        yield "manifest-incomplete", f"{gap} (a build killed before recording it?): build it again to repair"
 
 
 def check_model_files(m: ModelView) -> Iterator[Hit]:
@@ -351,5 +356,5 @@ def _ensemble_dataflow(cfg: pb.ModelConfig) -> Iterator[Hit]:
                                                 "or ensemble input provides")
 
 
-RULES = (check_name, check_versions, check_model_files, check_labels, check_python_code, check_io, check_batching,
-         check_instance_groups, check_optimization, check_warmup, check_ensemble)
+RULES = (check_name, check_versions, check_manifest, check_model_files, check_labels, check_python_code, check_io,
+         check_batching, check_instance_groups, check_optimization, check_warmup, check_ensemble)

@@ -1,0 +1,2 @@
+# stand-in: tritonize check only needs the file to exist
+# version 3

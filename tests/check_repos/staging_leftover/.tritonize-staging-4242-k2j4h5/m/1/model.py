@@ -1,0 +1,1 @@
+# half a staged model
