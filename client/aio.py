@@ -32,6 +32,7 @@ class AsyncTritonClient:
                  retry: RetryPolicy | None = DEFAULT_RETRY, headers: Mapping[str, str] | None = None,
                  shared_memory: str = "none", max_concurrency: int = 4, **options: Any) -> None:
         self.endpoint = Endpoint.parse(url, protocol)
+        calls.check_client_options(timeout_s, max_concurrency)
         self.timeout_s = timeout_s
         self.retry = retry
         self.headers = dict(headers or {})
@@ -192,6 +193,7 @@ class AsyncModelClient:
     async def infer_batch(self, inputs: Mapping[str, Any] | None = None, /, *, max_concurrency: int | None = None,
                           outputs: Sequence[str] | None = None, cast: bool | str = False,
                           timeout_s: float | None = None, **named: Any) -> Outputs:
+        calls.check_client_options(timeout_s, max_concurrency)
         parts = calls.checked_chunks(self.info, calls.merge_inputs(self.info, inputs, named), cast)
         names = self.info.output_names(outputs) if outputs else None
         options = self._options

@@ -15,10 +15,20 @@ from .errors import (
     ModelNotReadyError,
     ServerUnavailableError,
     TritonClientError,
+    UsageError,
 )
 from .model_info import ModelInfo
 from .shared_memory import RegionPool, ShmPlan, output_sizes, plan, read_output
 from .transport import RequestOptions
+
+
+def check_client_options(timeout_s: float | None, max_concurrency: int | None) -> None:
+    """Deadline and concurrency, of a client or of one call (None: the default), refused before sending."""
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not timeout_s > 0):
+        raise UsageError(f"timeout_s: got {timeout_s!r}, expected seconds > 0 (or None: no deadline)")
+    if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                                        or max_concurrency < 1):
+        raise UsageError(f"max_concurrency: got {max_concurrency!r}, expected an integer >= 1")
 
 
 def merge_inputs(info: ModelInfo, inputs: Mapping[str, Any] | None, named: dict[str, Any]) -> Mapping[str, Any]:

@@ -38,6 +38,7 @@ class TritonClient:
                  retry: RetryPolicy | None = DEFAULT_RETRY, headers: Mapping[str, str] | None = None,
                  shared_memory: str = "none", max_concurrency: int = 4, **options: Any) -> None:
         self.endpoint = Endpoint.parse(url, protocol)
+        calls.check_client_options(timeout_s, max_concurrency)
         self.timeout_s = timeout_s
         self.retry = retry
         self.headers = dict(headers or {})
@@ -217,6 +218,7 @@ class ModelClient:
                     **named: Any) -> Outputs:
         """Any batch size: split by max_batch_size, sent concurrently (bounded), reassembled in order.
         ``timeout_s`` bounds the whole call; the first failure cancels the parts not yet sent."""
+        calls.check_client_options(timeout_s, max_concurrency)
         parts = calls.checked_chunks(self.info, calls.merge_inputs(self.info, inputs, named), cast)
         names = self.info.output_names(outputs) if outputs else None
         options = self._options

@@ -114,6 +114,9 @@ class ModelInfo:
         Dtypes must match exactly unless ``cast`` opts into a conversion: a numpy casting rule ("safe":
         int32 → int64; "same_kind": also float64 → float32), True meaning "same_kind". Raises
         InvalidInputError naming the input, what was expected and what was given."""
+        if cast not in _CASTS:
+            raise InvalidInputError(f"cast: got {cast!r}, expected True, False or a numpy casting rule "
+                                    "(no, equiv, safe, same_kind, unsafe)")
         if self._well_formed(given):
             return dict(given)
         known = self._inputs
@@ -173,3 +176,6 @@ class ModelInfo:
         if not selected:
             return self.all_outputs
         return [self.output(name).name for name in selected]
+
+
+_CASTS = (False, True, "no", "equiv", "safe", "same_kind", "unsafe")

@@ -178,6 +178,11 @@ class LocalTriton:
             raise UsageError(f"repository: {repo} is not a directory")
         if model_control_mode not in ("none", "poll", "explicit"):
             raise UsageError(f"model_control_mode: got {model_control_mode!r}, expected none, poll or explicit")
+        if load_models and model_control_mode != "explicit":
+            raise UsageError(f"load_models (--load-model): got {list(load_models)}, expected model_control_mode "
+                             f"explicit, not {model_control_mode!r} (Triton loads every model otherwise)")
+        if not ready_timeout > 0:
+            raise UsageError(f"ready_timeout (--timeout): got {ready_timeout}, expected seconds > 0")
         for field, port in (("http_port", http_port), ("grpc_port", grpc_port), ("metrics_port", metrics_port)):
             if not 0 <= port <= 65535:
                 raise UsageError(f"{field}: got {port}, expected 1..65535 (or 0 for a free port)")

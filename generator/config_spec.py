@@ -23,15 +23,10 @@ NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 TENSOR_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
 
 
-def shown(text: str) -> str:
-    """``text`` for an error's field: unprintable characters (a newline) escaped, so the message stays one line."""
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
 def check_name(value: str, field_name: str, pattern: re.Pattern[str] = NAME_RE) -> str:
     """Names become directory and file names: no '/', '..', quotes, spaces or newlines (the whole value matches)."""
     if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:
-        raise SpecError(shown(field_name), value, f"a name matching ^{pattern.pattern}$ without '..'")
+        raise SpecError(field_name, value, f"a name matching ^{pattern.pattern}$ without '..'")
     return value
 
 
@@ -226,7 +221,7 @@ class VersionPolicy:
             if not isinstance(arg, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in arg):
                 raise SpecError(f"{where}.specific", arg, "a list of integers")
             return cls("specific", versions=tuple(arg))
-        raise SpecError(where, kind, "latest, all or specific")
+        raise SpecError(f"{where}.{kind}", arg, "one of the keys latest (= N), all (= true), specific (= [versions])")
 
     def to_toml(self) -> dict[str, Any]:
         return {"latest": self.num_versions} if self.policy == "latest" else \

@@ -14,7 +14,7 @@ import numpy as np
 
 from tritonize.core.datatypes import DataType, from_numpy, parse_data_type
 
-from .config_spec import TENSOR_NAME_RE, TensorConfig, check_name, shown
+from .config_spec import TENSOR_NAME_RE, TensorConfig, check_name
 from .errors import SpecError
 
 DEFAULT_INT_RANGE = (0, 10)
@@ -91,7 +91,7 @@ def infer_inputs(
     """Merge example inputs with declarations; any disagreement is a SpecError naming the tensor."""
     unknown = sorted(set(declared) - set(names))
     if unknown:
-        raise SpecError(f"inputs.{shown(unknown[0])}", unknown[0], "an input of the model: " + ", ".join(names))
+        raise SpecError(f"inputs.{unknown[0]}", unknown[0], "an input of the model: " + ", ".join(names))
     result = []
     for name in names:
         decl = declared.get(name, DeclaredTensor(name))
@@ -99,7 +99,8 @@ def infer_inputs(
         if example is None:
             if decl.dtype is None or decl.dims is None:
                 raise SpecError(f"inputs.{name}", "no example input and no declared dtype/dims",
-                                "example inputs from the model callable, or --input NAME:DTYPE:DIMS")
+                                "example inputs (from the model callable, or an .npz: example_inputs / "
+                                "--example-inputs), or a declaration (inputs / --input NAME:DTYPE:DIMS)")
             result.append(TensorIO(name, parse_data_type(decl.dtype), decl.dims, decl.range))
             continue
         if batching and example.ndim == 0:

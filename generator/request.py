@@ -88,6 +88,8 @@ class ModelRequest:
         object.__setattr__(self, "formats", tuple(self.formats))
         if not self.formats:
             raise SpecError("formats", [], "at least one of " + ", ".join(formats.FORMATS))
+        if len(set(self.formats)) < len(self.formats):
+            raise SpecError("formats", list(self.formats), "each format once")
         for fmt in self.formats + tuple(self.format_options):
             formats.get_format(fmt)
         longest = max(self.formats, key=lambda f: len(self.model_name(f).encode()))

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonize.core.manifest import MANIFEST, sha256
-from tritonize.core.staging import LOCK, PREFIX, fcntl, remove_stale
+from tritonize.core.staging import LOCK, PREFIX, hold, remove_stale
 
 from .errors import RepositoryError
 
@@ -109,8 +109,7 @@ def staging_area(repo: Path, models: Sequence[str] = ()) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=where))
     lock = (path / f"{LOCK}.new").open("wb")  # locked before it has the name a cleaner looks for
     try:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        hold(lock)
         os.rename(path / f"{LOCK}.new", path / LOCK)
         yield path
     finally:

@@ -68,6 +68,8 @@ def _check_input_data(path: str, engine: str) -> None:
     if not Path(path).exists():
         raise UsageError(f"--input-data: got {path!r}, expected {expected}")
     if not path.endswith(".npz"):
+        if engine == "builtin":
+            raise UsageError(f"--input-data: got {path!r}, expected {expected}")
         return  # perf_analyzer's own formats, checked by PerfAnalyzerOptions
     try:
         data = np.load(path, allow_pickle=False)

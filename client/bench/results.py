@@ -4,7 +4,8 @@ Both engines fill ``LevelResult``; ``write_csv`` writes perf_analyzer's columns 
 included (``Avg latency`` only when an average was measured, as perf_analyzer leaves it out after ``--percentile``;
 ``request/response``; ``response wait`` beside ``Avg latency``), then ours (``Errors``, ``Requests``, ``Stable``),
 with rows sorted by ascending throughput, as perf_analyzer does, so tools that read its CSV (Model Analyzer) read
-ours. A value that was not measured (NaN: no request completed at a level) is an empty cell. ``read_csv`` reads
+ours. A level where no request completed is left out, as perf_analyzer writes no row for a level it could not
+measure (Model Analyzer's reader fails on empty cells); report.json and report.md keep it. ``read_csv`` reads
 either by header name.
 """
 
@@ -108,7 +109,7 @@ def write_csv(rows: Sequence[LevelResult], path: Path) -> None:
     with Path(path).open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
-        for r in sorted(rows, key=lambda r: r.throughput):
+        for r in sorted((r for r in rows if r.requests), key=lambda r: r.throughput):
             values = {LEVEL_COLUMN[mode]: _number(r.level),
                       "Inferences/Second": f"{r.throughput:g}" if _measured(r.throughput) else "",
                       **{col: _us(getattr(r, attr)) for col, attr in TIME_COLUMNS.items()},

@@ -126,7 +126,7 @@ class _RunConfig:
         return self._perf_config
 
 
-def _level(level: int, throughput: float, p: tuple[int, int, int, int], avg: int, times: tuple[int, ...]) -> LevelResult:
+def _level(level: int, throughput: float, p: tuple[int, ...], avg: int, times: tuple[int, ...]) -> LevelResult:
     send, network, queue, compute_input, compute_infer, compute_output, recv = times
     return LevelResult("concurrency", level, throughput, dict(zip((50, 90, 95, 99), p)), avg_us=avg,
                        client_send_us=send, network_us=network, server_queue_us=queue,

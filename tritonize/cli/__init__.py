@@ -27,17 +27,34 @@ COMMANDS = (quickstart_command, export_command, build_command, check_command, se
             infer_command, bench_command)
 
 
+def _usage_line(exc: click.UsageError) -> str:
+    """click's usage error as one line: its message and where to read more (not the usage block)."""
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return "error: " + " ".join(exc.format_message().split()) + where
+
+
 class _Group(click.Group):
-    """Commands in workflow order; tritonize errors become one line on stderr and their exit code, and so does
-    an ``OSError`` (a name too long, a read-only repository, a full disk: exit 1). Anything else is a bug and
-    keeps its traceback."""
+    """Commands in workflow order; tritonize errors become one line on stderr and their exit code, and so do
+    click's usage errors (exit 2) and an ``OSError`` (a name too long, a read-only repository, a full disk:
+    exit 1). Anything else is a bug and keeps its traceback."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:  # the group's own options (tritonize --bogus)
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            click.echo(_usage_line(exc), err=True)
+            raise SystemExit(exc.exit_code) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's arguments and options
+            click.echo(_usage_line(exc), err=True)
+            ctx.exit(exc.exit_code)
         except TritonizeError as exc:
             if os.environ.get("TRITONIZE_DEBUG"):
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -12,10 +13,16 @@ from .options import echo_tables, output_option, url_option
 
 
 def _levels(text: str, option: str) -> tuple[float, ...]:
+    whole = option == "--concurrency"
+    expected = "comma-separated whole numbers >= 1, e.g. 1,4,16,64" if whole else \
+        "comma-separated requests/s > 0, e.g. 100,200,400"
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        levels = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise SpecError(option, text, "comma-separated numbers, e.g. 1,4,16,64") from None
+        raise SpecError(option, text, expected) from None
+    if any(not math.isfinite(v) or v <= 0 or (whole and v != int(v)) for v in levels):
+        raise SpecError(option, text, expected)
+    return levels
 
 
 def _shapes(pairs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -86,6 +93,9 @@ def bench_command(model: str, url: str, protocol: str | None, version: str, conc
     gates = [sla.Gate.parse(text) for text in slas]
     mode = "concurrency" if concurrency else "request_rate"
     levels = _levels(concurrency or request_rate or "", f"--{mode.replace('_', '-')}")
+    for gate in gates:
+        if gate.level is not None and gate.level not in levels:
+            raise SpecError("--sla", gate.text, f"a level that is measured ({', '.join(f'{v:g}' for v in levels)})")
     request = BenchRequest(
         model=model, url=url, protocol=protocol, version=version, mode=mode, levels=levels,
         distribution=distribution, shapes=_shapes(shapes), input_data=input_data, engine=engine,

@@ -21,6 +21,8 @@ def _load_inputs(pairs: tuple[str, ...]) -> dict[str, np.ndarray]:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
             raise SpecError("--input", pair, "NAME=FILE.npy")
+        if name in arrays:
+            raise SpecError(f"--input {name}", path, "each input once (it was given twice)")
         if not Path(path).is_file():
             raise SpecError(f"--input {name}", path, "an existing .npy file")
         try:
@@ -51,7 +53,7 @@ def _summary(array: np.ndarray) -> str:
 @click.option("--cast", is_flag=True, help="Convert input dtypes within the same kind (float64 → float32).")
 @click.option("--shared-memory", type=click.Choice(["none", "system", "cuda"]), default="none",
               show_default=True)
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
 @click.option("--save", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write each output to DIR/<name>.npy.")
 def infer_command(model: str, url: str, protocol: str | None, version: str, inputs: tuple[str, ...],

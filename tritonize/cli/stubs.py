@@ -16,7 +16,8 @@ from .options import url_option
 @url_option(None, help="Read the configs of the READY models of a live server instead: "
               "host:port (gRPC), grpc://host:port or http://host:port.")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default=None, help="With --url.")
-@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="With --url.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="With --url.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The Python module to write.")
 def client_stubs_command(repo: Path | None, url: str | None, protocol: str | None, timeout_s: float,

@@ -26,7 +26,8 @@ class SpecError(UsageError):
         self.field = field
         self.value = value
         self.expected = expected
-        super().__init__(f"{field}: got {value!r}, expected {expected}")
+        shown = field if field.isprintable() else repr(field)[1:-1]  # a newline in a name stays on one line
+        super().__init__(f"{shown}: got {value!r}, expected {expected}")
 
     def within(self, prefix: str) -> SpecError:
         """The same error with its field placed under ``prefix`` (e.g. ``models.digits``).

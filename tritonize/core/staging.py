@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import IO
 
 try:
     import fcntl
@@ -21,6 +22,12 @@ except ImportError:  # pragma: no cover - not POSIX: no locks, only the age rule
 PREFIX = ".tritonize-staging-"
 LOCK = ".lock"
 LEGACY_STALE_S = 3600  # a staging directory without a lock file (older tritonize) is stale after this
+
+
+def hold(lock: IO[bytes]) -> None:
+    """Take the lock of a staging directory on its open lock file; closing it (or dying) releases it."""
+    if fcntl is not None:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def is_stale(path: Path) -> bool:
