@@ -119,6 +119,23 @@ def make_backend_dir(server_dir: Path, target: Path) -> Path:
     return target
 
 
+def shadow_site(target: Path) -> Path:
+    """A directory holding a link to every package of this environment, for the server to run in.
+
+    The python backend's stub embeds libpython with the base interpreter's path (it ignores PYTHONPATH, and a
+    model's code runs before anything of ours): a ``backend: "python"`` model's ``import numpy`` would get the
+    base interpreter's numpy 2 (the 2.51 stub needs numpy<2: BYTES tensors crash it) instead of this
+    environment's. The stub's path starts with '' -- its working directory -- so links there come first, as
+    the NGC image's single environment has it."""
+    target.mkdir()
+    for site_dir in (Path(p) for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()):
+        for entry in site_dir.iterdir():
+            link = target / entry.name
+            if entry.suffix != ".pth" and entry.name != "__pycache__" and not link.exists():
+                link.symlink_to(entry)
+    return target
+
+
 def _server_env() -> dict[str, str]:
     """The stub embeds libpython and ignores PYTHONPATH: pass our environment's directories explicitly."""
     env = dict(os.environ)
@@ -249,7 +266,8 @@ class LocalTriton:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(self.command(backend_dir), stdout=log, stderr=subprocess.STDOUT,
-                                                env=_server_env(), start_new_session=True)
+                                                env=_server_env(), start_new_session=True,
+                                                cwd=shadow_site(self._tmp / "site"))
             with progress("starting tritonserver, loading models"):
                 self._wait_ready()
         except BaseException:
@@ -304,7 +322,8 @@ class LocalTriton:
             with contextlib.suppress(ProcessLookupError, PermissionError):  # stubs share its process group
                 os.killpg(process.pid, signal.SIGKILL)
         if self._tmp is not None:
-            shutil.rmtree(self._tmp / "backends", ignore_errors=True)
+            for made in ("backends", "site"):  # the log stays
+                shutil.rmtree(self._tmp / made, ignore_errors=True)
 
     def __enter__(self) -> LocalTriton:
         return self.start()

@@ -18,14 +18,10 @@ from tritonize.generator.request import ModelRequest
 TOY = str(Path(__file__).parents[1] / "unit" / "toy_models.py")
 BROKEN = "broken_onnx"  # a generated model whose config is then edited to disagree with the ONNX graph
 
-# First lines of a test's python-backend model.py: the stub's interpreter ignores PYTHONPATH, so put the
-# launcher's environment (numpy<2 among it) first on its path, as tritonize's stand-ins do.
-STUB_PREAMBLE = """import json, os, site, sys, time
-_before = list(sys.path)
-for _entry in os.environ.get("TRITONIZE_SITE_DIRS", "").split(os.pathsep):
-    if _entry:
-        site.addsitedir(_entry)
-sys.path[:] = [p for p in sys.path if p not in _before] + _before
+# First lines of a test's python-backend model.py: plain imports, as in the NGC image (the local server runs the
+# stub where this environment's packages come first: deploy/local.py shadow_site).
+STUB_PREAMBLE = """import json, os, sys, time
+import numpy as np
 import triton_python_backend_utils as pb_utils
 """
 
