@@ -166,6 +166,9 @@ def repository_index(base_url: str) -> list[ModelState]:
 class LocalTriton:
     """Start tritonserver on ``repo``; ``with LocalTriton(repo) as t: ...`` stops it (and its stubs) on exit.
 
+    ``native``: the output directory of ``shared/native/build.sh`` -- the same server binary with Triton's native
+    onnxruntime and pytorch backends instead of the stand-ins, to prove the stand-ins behave like production.
+
     Ports default to free loopback ports. ``config_name="auto"`` selects ``configs/cpu.pbtxt`` variants when
     there is no GPU; ``None`` never does. ``strict`` makes start() fail when any model fails to load, with
     Triton's reason and the log; with ``strict=False`` the server keeps serving the models that loaded
@@ -189,6 +192,7 @@ class LocalTriton:
         strict: bool = True,
         cache_size: int | None = None,
         extra_args: tuple[str, ...] = (),
+        native: Path | str | None = None,
     ) -> None:
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
@@ -218,6 +222,9 @@ class LocalTriton:
         self.strict = strict
         self.cache_size = cache_size
         self.extra_args = extra_args
+        self.native = Path(native) if native is not None else None
+        if self.native is not None and not (self.native / "bin" / "tritonserver").is_file():
+            raise UsageError(f"native: {self.native} has no bin/tritonserver (build it with shared/native/build.sh)")
         self.process: subprocess.Popen[bytes] | None = None
         self._tmp: Path | None = None
 
@@ -236,9 +243,9 @@ class LocalTriton:
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def command(self, backend_dir: Path) -> list[str]:
-        server_dir = _pytriton_server_dir()
+        binary = (self.native or _pytriton_server_dir()) / "bin" / "tritonserver"
         cmd = [
-            str(server_dir / "bin" / "tritonserver"),
+            str(binary),
             f"--model-repository={self.repo}", f"--backend-directory={backend_dir}",
             f"--http-address={self.host}", f"--http-port={self.http_port}",
             f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
@@ -260,7 +267,8 @@ class LocalTriton:
             _log.info(f"removed {leftover}: a staging directory left by a killed build")
         self._tmp = Path(tempfile.mkdtemp(prefix="tritonize-server-"))
         try:
-            backend_dir = make_backend_dir(_pytriton_server_dir(), self._tmp / "backends")
+            backend_dir = self.native / "backends" if self.native else \
+                make_backend_dir(_pytriton_server_dir(), self._tmp / "backends")
             if self.log_path is None:
                 self.log_path = self._tmp / "tritonserver.log"
             self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,10 @@ on free loopback ports, serving a repository the generator builds here."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,4 +83,35 @@ def toy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("toy")
     build([ModelRequest("toy", f"{TOY}:mlp", max_batch_size=8, version=1,
                         instance_group=(InstanceGroup("cpu", 2),))], repo)
+    return repo
+
+
+# Triton's native onnxruntime and pytorch backends (r24.10), built once by ../shared/native/build.sh (~5 minutes).
+NATIVE_BUILD = Path(__file__).resolve().parents[3] / "shared" / "native" / "build.sh"
+NATIVE_CACHE = Path(os.environ.get("TRITONIZE_NATIVE_CACHE", Path.home() / ".cache" / "tritonize" / "native-r24.10"))
+
+
+@pytest.fixture(scope="session")
+def native() -> Path:
+    """The native build's directory (``LocalTriton(repo, native=...)``), built into the cache when missing."""
+    if (NATIVE_CACHE / "bin" / "tritonserver").is_file():
+        return NATIVE_CACHE
+    if not NATIVE_BUILD.is_file() or shutil.which("apt-get") is None:
+        pytest.skip(f"the native backends cannot be built here: needs {NATIVE_BUILD} and apt-get")
+    NATIVE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    log = NATIVE_CACHE.parent / "native-build.log"
+    with log.open("w") as out:
+        done = subprocess.run(["bash", str(NATIVE_BUILD), str(NATIVE_CACHE)], stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        pytest.fail(f"building the native backends failed (exit {done.returncode}): {log.read_text()[-2000:]}")
+    return NATIVE_CACHE
+
+
+@pytest.fixture(scope="session")
+def example_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled example repository (model_repository/tritonize.toml), built once."""
+    repo = tmp_path_factory.mktemp("example")
+    shutil.copy(Path(__file__).resolve().parents[2] / "model_repository" / "tritonize.toml", repo)
+    subprocess.run([sys.executable, "-c", "from tritonize.cli import main; main()", "build",
+                    str(repo / "tritonize.toml")], check=True, capture_output=True)
     return repo

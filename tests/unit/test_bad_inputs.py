@@ -365,6 +365,7 @@ CASES += [
     Case("serve --model-control-mode bogus", SV("--model-control-mode", "bogus"), 2, ("--model-control-mode", "bogus")),
     Case("serve --load-model without explicit", SV("--load-model", "m"), 2, ("--load-model", "explicit")),
     Case("serve --timeout 0", SV("--timeout", "0"), 2, ("--timeout", "0")),
+    Case("serve --native without a build", lambda e: ["serve", str(e.repo), "--native", str(e.tmp / "nonative")], 2, ("native", "nonative", "build.sh")),
     # client-stubs
     Case("client-stubs repo missing", lambda e: ["client-stubs", str(e.tmp / "norepo"), "-o", str(e.tmp / "s.py")], 2, ("norepo",)),
     Case("client-stubs --url bad", lambda e: ["client-stubs", "--url", "http://[::1", "-o", str(e.tmp / "s.py")], 2, ("url", "http://[::1")),

@@ -80,16 +80,19 @@ def _block(alive: Any) -> None:
 @click.option("--docker", "image", default=None, metavar="IMAGE",
               help="Run the NGC image instead, e.g. nvcr.io/nvidia/tritonserver:24.10-py3.")
 @click.option("--gpus/--no-gpus", default=True, help="With --docker: request all GPUs.")
+@click.option("--native", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Locally, with Triton's native onnxruntime/pytorch backends built by shared/native/build.sh DIR.")
 @output_option
 def serve_command(repo: Path, host: str, http_port: int, grpc_port: int, metrics_port: int,
                   model_control_mode: str, load_model: tuple[str, ...], config_name: str, log_verbose: int,
                   log_file: Path | None, timeout: float, keep_going: bool, image: str | None,
-                  gpus: bool, output: str) -> None:
+                  gpus: bool, native: Path | None, output: str) -> None:
     """Serve a model repository on Triton until Ctrl-C.
 
     Locally (default) this is the pip tritonserver 2.51 with stand-ins for the onnxruntime and pytorch
     backends, running the repository unmodified; GPU models use their configs/cpu.pbtxt variant when
-    there is no GPU. With --docker, the NGC image with its native backends.
+    there is no GPU. With --native DIR, the same server with Triton's native backends (built from r24.10
+    sources by shared/native/build.sh DIR). With --docker, the NGC image with its native backends.
 
     \b
     Example:
@@ -111,7 +114,7 @@ def serve_command(repo: Path, host: str, http_port: int, grpc_port: int, metrics
     server = LocalTriton(repo, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
                          model_control_mode=model_control_mode, load_models=load_model, config_name=name,
                          log_verbose=log_verbose, log_file=log_file, ready_timeout=timeout,
-                         strict=not keep_going)
+                         strict=not keep_going, native=native)
     if server.config_name:
         _log.info(f"using configs/{server.config_name}.pbtxt variants where present "
                    f"(--model-config-name={server.config_name}); config.pbtxt files are unchanged")
