@@ -62,8 +62,8 @@ class AsyncTritonClient:
     async def is_live(self) -> bool:
         return bool(await self._call("is_server_live", "is_server_live", idempotent=False))
 
-    async def is_ready(self) -> bool:
-        return bool(await self._call("is_server_ready", "is_server_ready", idempotent=False))
+    async def is_ready(self, timeout_s: float | None = None) -> bool:
+        return bool(await self._call("is_server_ready", "is_server_ready", idempotent=False, timeout_s=timeout_s))
 
     async def is_model_ready(self, name: str, version: str = "", timeout_s: float | None = None) -> bool:
         try:
@@ -82,7 +82,7 @@ class AsyncTritonClient:
             refused = None
             try:
                 if model is None:
-                    if await self._call("is_server_ready", "is_server_ready", idempotent=False, timeout_s=probe):
+                    if await self.is_ready(timeout_s=probe):
                         return
                 else:
                     if await self.is_model_ready(model, version, timeout_s=probe):

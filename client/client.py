@@ -72,8 +72,8 @@ class TritonClient:
     def is_live(self) -> bool:
         return bool(self._call("is_server_live", "is_server_live", idempotent=False))
 
-    def is_ready(self) -> bool:
-        return bool(self._call("is_server_ready", "is_server_ready", idempotent=False))
+    def is_ready(self, timeout_s: float | None = None) -> bool:
+        return bool(self._call("is_server_ready", "is_server_ready", idempotent=False, timeout_s=timeout_s))
 
     def is_model_ready(self, name: str, version: str = "", timeout_s: float | None = None) -> bool:
         try:
@@ -94,7 +94,7 @@ class TritonClient:
             refused = None
             try:
                 if model is None:
-                    if self._call("is_server_ready", "is_server_ready", idempotent=False, timeout_s=probe):
+                    if self.is_ready(timeout_s=probe):
                         return
                 else:
                     if self.is_model_ready(model, version, timeout_s=probe):

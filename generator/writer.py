@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonize.core.manifest import MANIFEST, sha256
+from tritonize.core.manifest import MANIFEST, gaps, sha256
 from tritonize.core.staging import LOCK, PREFIX, hold, remove_stale
 
 from .errors import RepositoryError
@@ -159,8 +159,8 @@ def _manifest_needs_repair(target: Path, staged: StagedModel) -> bool:
     artifact = entry.get("artifact") if isinstance(entry, dict) else None
     if not isinstance(artifact, dict) or artifact.get("file") != staged.manifest_entry["artifact"]["file"]:
         return True
-    path = target / str(artifact["file"])
-    return not path.is_file() or artifact.get("sha256") != sha256(path) or manifest.get("files") != staged.file_hashes()
+    return (not (target / str(artifact["file"])).is_file() or bool(gaps(target, [staged.version]))
+            or manifest.get("files") != staged.file_hashes())
 
 
 def plan(repo: Path, staged: StagedModel, overwrite: bool, *, follow_symlinks: bool = False) -> str:
