@@ -29,6 +29,16 @@ from tritonize.deploy.standins import standin_for  # noqa: E402
 class TritonPythonModel:
     """What Triton instantiates: the registry's stand-in for the model's backend does the work."""
 
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        """Called only when auto-complete is on (tritonserver's default); the stand-in fills in what its native
+        backend fills in. The config object hands out its dict itself, which the stub sends back to Triton."""
+        config = auto_complete_model_config.as_dict()
+        with open("/proc/self/cmdline", "rb") as cmdline:  # the stub's first argument: the version's model file
+            model_file = cmdline.read().split(b"\0")[1].decode()
+        standin_for(config).auto_complete(config, model_file)
+        return auto_complete_model_config
+
     def initialize(self, args):
         self.standin = standin_for(json.loads(args["model_config"]))()
         self.standin.initialize(args)

@@ -22,6 +22,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 _EXECUTIONS = None  # one metric family per stub process
+_SEQUENCE_START, _SEQUENCE_END = 1, 2  # TRITONSERVER_REQUEST_FLAG_SEQUENCE_START / _END (tritonserver.h)
 
 
 def _executions(model: str, version: str, instance: str) -> Any:
@@ -75,6 +76,20 @@ class StandIn:
         self.batching = int(self.config.get("max_batch_size", 0)) > 0
         self.input_names = [t["name"] for t in self.config["input"]]
         self.output_names = [t["name"] for t in self.config["output"]]
+        seq = self.config.get("sequence_batching", {})
+        # (state input, state output): the python backend cannot hand Triton an updated state, so the stand-in
+        # keeps each sequence's last output state itself (``memory``, by correlation id) and feeds it back
+        self.states = [(s["input_name"], s["output_name"]) for s in seq.get("state", [])]
+        self.memory: dict[Any, dict[str, Any]] = {}
+        # what the model is fed from each request: configured inputs, then control inputs, then states
+        self.feeds = [*self.input_names, *(c["name"] for c in seq.get("control_input", [])),
+                      *(i for i, _ in self.states)]
+        self.fetches = [*self.output_names, *(o for _, o in self.states if o not in self.output_names)]
+        self.ragged = {t["name"] for t in self.config["input"] if t.get("allow_ragged_batch")}
+        self.batch_inputs = self.config.get("batch_input", [])
+        self.scattered = {b["target_name"][0]: b["source_input"][0] for b in self.config.get("batch_output", [])}
+        self.strings = {t["name"] for t in (*self.config["input"], *self.config["output"])
+                        if t.get("data_type") == "TYPE_STRING"}
         self.parameters = {k: v["string_value"] for k, v in self.config.get("parameters", {}).items()}
         self.backend = _backend(self.config)
         filename = self.config.get("default_model_filename") or self.backend.default_filename
@@ -91,11 +106,16 @@ class StandIn:
                 "pip install 'tritonize[server]'") from None
         self.executions = _executions(self.name, str(version), args["model_instance_name"])
 
+    @classmethod
+    def auto_complete(cls, config: dict[str, Any], model_file: str) -> None:
+        """Fill in ``config`` from ``model_file`` as the native backend's auto-complete does (the pytorch backend
+        has none)."""
+
     def load(self, path: Path) -> None:
         raise NotImplementedError
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Run on whole (concatenated) tensors; return every configured output."""
+        """Run on whole (concatenated) tensors; return every fetch (configured outputs and output states)."""
         raise NotImplementedError
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -104,34 +124,112 @@ class StandIn:
         for group in groups:
             try:
                 responses.extend(self._execute_batch(group))
-            except Exception as exc:  # a failed batch fails its requests, not the server
-                error = pb_utils.TritonError(f"{self.backend.name} stand-in execute failure: {exc}")
+            except Exception as exc:  # a failed batch fails its requests, with the native backend's message
+                error = pb_utils.TritonError(self.execute_error(exc))
                 responses.extend(pb_utils.InferenceResponse(error=error) for _ in group)
         self.executions.increment(len(groups))
         return responses
 
+    def execute_error(self, exc: Exception) -> str:
+        """The message the native backend gives when running the model fails."""
+        return f"{self.backend.name} stand-in execute failure: {exc}"
+
     def _execute_batch(self, requests: list[Any]) -> list[Any]:
-        per_request = [[self.input_tensor(pb_utils.get_input_tensor_by_name(r, n)) for n in self.input_names]
-                       for r in requests]
-        sizes = [int(tensors[0].shape[0]) for tensors in per_request] if self.batching else [0]
-        joined = {n: self.concat([tensors[i] for tensors in per_request]) if self.batching else per_request[0][i]
-                  for i, n in enumerate(self.input_names)}
+        per_request = [self._request_inputs(r) for r in requests]
+        # each request's batch size: the first dimension of its first input (the scheduler checked they agree)
+        sizes = [int(pb_utils.get_input_tensor_by_name(r, self.feeds[0]).shape()[0]) for r in requests] \
+            if self.batching else [0]
+        joined = {}
+        for name in self.feeds:
+            parts = [feeds[name] for feeds in per_request]
+            if parts[0] is not None:  # an optional input the request leaves out (max_batch_size 0: one request)
+                joined[name] = self.concat([self.flatten(p) for p in parts] if name in self.ragged else parts) \
+                    if self.batching else parts[0]
+        joined.update(self._batch_inputs(per_request))
         outputs = self.run(joined)
-        responses, start = [], 0
-        for request, size in zip(requests, sizes):
+        responses, start, scattered = [], 0, {}
+        for request, feeds, size in zip(requests, per_request, sizes):
+            sliced = {name: self.response_value(name, outputs[name], start, size, feeds, scattered)
+                      for name in self.fetches}
+            self._remember(request, sliced)
             wanted = request.requested_output_names() or self.output_names
-            tensors = []
-            for name in self.output_names:
-                if name in wanted:
-                    value = outputs[name][start : start + size] if self.batching else outputs[name]
-                    tensors.append(self.output_tensor(name, value))
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[self.output_tensor(n, sliced[n]) for n in self.output_names if n in wanted]))
             start += size
         return responses
 
+    def _request_inputs(self, request: Any) -> dict[str, Any]:
+        """Each feed of one request (None for an optional input it leaves out), its sequence state remembered."""
+        feeds = {}
+        for name in self.feeds:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            feeds[name] = None if tensor is None else self.input_tensor(tensor, name in self.strings)
+        if self.states and not request.flags() & _SEQUENCE_START:
+            feeds.update(self.memory.get(request.correlation_id(), {}))
+        return feeds
+
+    def _remember(self, request: Any, outputs: dict[str, Any]) -> None:
+        if not self.states:
+            return
+        key = request.correlation_id()
+        if request.flags() & _SEQUENCE_END:
+            self.memory.pop(key, None)
+        else:
+            self.memory[key] = {i: outputs[o] for i, o in self.states}
+
+    def response_value(self, name: str, value: Any, start: int, size: int, feeds: dict[str, Any],
+                       scattered: dict[str, int]) -> Any:
+        """One request's part of a batch output: its rows, or for a scattered batch output (batch_output
+        BATCH_SCATTER_WITH_INPUT_SHAPE) as many elements as its source input has, shaped as that input;
+        ``scattered`` holds where the next request's part of each scattered output begins."""
+        if not self.batching:
+            return value
+        if name not in self.scattered:
+            return value[start : start + size]
+        shape = tuple(feeds[self.scattered[name]].shape)
+        begin = scattered.get(name, 0)
+        scattered[name] = begin + int(np.prod(shape))
+        return self.reshape(value[begin : scattered[name]], shape)
+
+    def _batch_inputs(self, per_request: list[dict[str, Any]]) -> dict[str, Any]:
+        """batch_input tensors as the backends compute them (backend r24.10 backend_input_collector.cc
+        BatchInputShape / ProcessBatchInput), from the shapes of each request's source input."""
+        out = {}
+        for spec in self.batch_inputs:
+            shapes = [tuple(feeds[spec["source_input"][0]].shape) for feeds in per_request]
+            counts = [int(np.prod(s)) for s in shapes]
+            kind = spec["kind"]
+            if kind == "BATCH_ELEMENT_COUNT":
+                value = np.array(counts)
+            elif kind == "BATCH_ACCUMULATED_ELEMENT_COUNT":
+                value = np.cumsum(counts)
+            elif kind == "BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO":
+                value = np.cumsum([0, *counts])
+            elif kind == "BATCH_MAX_ELEMENT_COUNT_AS_SHAPE":  # only the shape carries meaning
+                value = np.zeros(max(counts))
+            elif kind in ("BATCH_ITEM_SHAPE", "BATCH_ITEM_SHAPE_FLATTEN"):  # per batch item, its shape less dim 0
+                value = np.array([s[1:] for s in shapes for _ in range(s[0])]).reshape(sum(s[0] for s in shapes), -1)
+                if kind == "BATCH_ITEM_SHAPE_FLATTEN":
+                    value = value.reshape(-1)
+            else:
+                raise ValueError(f"unsupported batch_input kind {kind}")
+            dtype = np.float32 if spec.get("data_type") == "TYPE_FP32" else np.int32
+            for target in spec["target_name"]:
+                out[target] = self.from_numpy(value.astype(dtype))
+        return out
+
     # numpy by default; the PyTorch stand-in moves tensors with DLPack instead
-    def input_tensor(self, tensor: Any) -> Any:
+    def input_tensor(self, tensor: Any, is_string: bool) -> Any:
         return tensor.as_numpy()
+
+    def from_numpy(self, array: np.ndarray) -> Any:
+        return array
+
+    def flatten(self, value: Any) -> Any:
+        return value.reshape(-1)
+
+    def reshape(self, value: Any, shape: tuple[int, ...]) -> Any:
+        return value.reshape(shape)
 
     def concat(self, arrays: list[Any]) -> Any:
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from . import StandIn
@@ -31,8 +32,8 @@ class PyTorchModel(StandIn):
         self.inference_mode = params.get("INFERENCE_MODE", "true") == "true"
         self.optimized = params.get("DISABLE_OPTIMIZED_EXECUTION", "false") != "true"
         args = [a.name for a in self.module.forward.schema.arguments[1:]]
-        self.input_order = self._positions(self.input_names, args)
-        self.output_order = self._positions(self.output_names, [])
+        self.input_order = self._positions(self.feeds, args)
+        self.output_order = self._positions(self.fetches, [])
 
     @staticmethod
     def _positions(names: list[str], forward_args: list[str]) -> list[int]:
@@ -45,25 +46,44 @@ class PyTorchModel(StandIn):
             return [int(m.group(2)) for m in indexed if m]
         return list(range(len(names)))
 
-    def input_tensor(self, tensor: Any) -> Any:
+    def input_tensor(self, tensor: Any, is_string: bool) -> Any:
+        if is_string:  # List[str], as the native backend hands a string tensor to forward()
+            return [b.decode() for b in tensor.as_numpy().reshape(-1)]
         return self.torch.from_dlpack(tensor.to_dlpack())
 
+    def from_numpy(self, array: Any) -> Any:
+        return self.torch.from_numpy(array)
+
     def concat(self, arrays: list[Any]) -> Any:
+        if isinstance(arrays[0], list):
+            return [s for strings in arrays for s in strings]
         return arrays[0] if len(arrays) == 1 else self.torch.cat(arrays)
 
+    def response_value(self, name: str, value: Any, start: int, size: int, feeds: dict[str, Any],
+                       scattered: dict[str, int]) -> Any:
+        if isinstance(value, list):  # as libtorch.cc ReadOutputTensors: every response gets the list's first
+            return value[:size] if self.batching else value  # elements, the first request's strings (r24.10)
+        return super().response_value(name, value, start, size, feeds, scattered)
+
     def output_tensor(self, name: str, value: Any) -> Any:
+        if isinstance(value, list):
+            return pb_utils.Tensor(name, np.array([s.encode() for s in value], dtype=object))
         return pb_utils.Tensor.from_dlpack(name, self.torch.utils.dlpack.to_dlpack(value.contiguous()))
 
     def run(self, inputs: dict[str, Any]) -> dict[str, Any]:
         torch = self.torch
-        args: list[Any] = [None] * len(self.input_names)
-        for name, position in zip(self.input_names, self.input_order):
-            args[position] = inputs[name].to(self.device)
+        args: list[Any] = [None] * len(self.feeds)
+        for name, position in zip(self.feeds, self.input_order):
+            value = inputs[name]
+            args[position] = value if isinstance(value, list) else value.to(self.device)
         grad = torch.inference_mode() if self.inference_mode else torch.no_grad()
         with grad, torch.jit.optimized_execution(self.optimized):
             result = self.module(*args)
         outputs = [result] if isinstance(result, torch.Tensor) else list(result)
-        if len(outputs) < len(self.output_names):
+        if len(outputs) < len(self.fetches):
             raise ValueError(f"the model returned {len(outputs)} outputs, the configuration has "
-                             f"{len(self.output_names)}")
-        return {name: outputs[position] for name, position in zip(self.output_names, self.output_order)}
+                             f"{len(self.fetches)}")
+        return {name: outputs[position] for name, position in zip(self.fetches, self.output_order)}
+
+    def execute_error(self, exc: Exception) -> str:
+        return f"PyTorch execute failure: {exc}"  # libtorch.cc Execute's wording
