@@ -135,10 +135,7 @@ class StandIn:
         return f"{self.backend.name} stand-in execute failure: {exc}"
 
     def _execute_batch(self, requests: list[Any]) -> list[Any]:
-        per_request = [self._request_inputs(r) for r in requests]
-        # each request's batch size: the first dimension of its first input (the scheduler checked they agree)
-        sizes = [int(pb_utils.get_input_tensor_by_name(r, self.feeds[0]).shape()[0]) for r in requests] \
-            if self.batching else [0]
+        per_request, sizes = zip(*(self._request_inputs(r) for r in requests))
         joined = {}
         for name in self.feeds:
             parts = [feeds[name] for feeds in per_request]
@@ -158,15 +155,19 @@ class StandIn:
             start += size
         return responses
 
-    def _request_inputs(self, request: Any) -> dict[str, Any]:
-        """Each feed of one request (None for an optional input it leaves out), its sequence state remembered."""
-        feeds = {}
+    def _request_inputs(self, request: Any) -> tuple[dict[str, Any], int]:
+        """Each feed of one request (None for an optional input it leaves out; its sequence's state as the
+        stand-in remembers it) and its batch size: the first dimension of its first input (the scheduler has
+        checked that they agree); 0 without batching."""
+        feeds, size = {}, 0
         for name in self.feeds:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             feeds[name] = None if tensor is None else self.input_tensor(tensor, name in self.strings)
+            if self.batching and not size and tensor is not None:
+                size = int(tensor.shape()[0])
         if self.states and not request.flags() & _SEQUENCE_START:
             feeds.update(self.memory.get(request.correlation_id(), {}))
-        return feeds
+        return feeds, size
 
     def _remember(self, request: Any, outputs: dict[str, Any]) -> None:
         if not self.states:
