@@ -47,6 +47,15 @@ def _backend(config: dict[str, Any]) -> Any:
     return backend
 
 
+def text(value: bytes, tensor: str) -> str:
+    """A string tensor's element as the str that ONNX Runtime's and torch's Python APIs take."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"string input '{tensor}' holds bytes that are not UTF-8, which the stand-in cannot hand "
+                         "to the model through Python (the native backend can)") from None
+
+
 def standin_for(config: dict[str, Any]) -> type[StandIn]:
     """The stand-in class the registry names for this model's backend."""
     from tritonize.core.loader import load_callable

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from . import StandIn
+from . import StandIn, text
 
 _DEFAULT_MAX_BATCH_SIZE = 4  # tritonserver's --backend-config default-max-batch-size
 _CONFIG_TYPES = {f"tensor({ort})": f"TYPE_{triton}" for ort, triton in (
@@ -84,8 +84,8 @@ class OnnxRuntimeModel(StandIn):
 
     def input_tensor(self, tensor: Any, is_string: bool) -> Any:
         value = tensor.as_numpy()
-        if is_string:  # ONNX Runtime's Python API takes str elements (UTF-8); Triton hands over bytes
-            value = np.array([_text(b, tensor.name()) for b in value.reshape(-1)], dtype=object).reshape(value.shape)
+        if is_string:  # ONNX Runtime's Python API takes str elements; Triton hands over bytes
+            value = np.array([text(b, tensor.name()) for b in value.reshape(-1)], dtype=object).reshape(value.shape)
         return value
 
     def output_tensor(self, name: str, value: Any) -> Any:
@@ -101,10 +101,3 @@ class OnnxRuntimeModel(StandIn):
         match = _ORT_ERROR.match(str(exc))
         return f"onnx runtime error {match.group(1)}: {str(exc)[match.end():]}" if match else super().execute_error(exc)
 
-
-def _text(value: bytes, tensor: str) -> str:
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        raise ValueError(f"string input '{tensor}' holds bytes that are not UTF-8, which the stand-in cannot hand "
-                         "ONNX Runtime's Python API (the native backend can)") from None

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from . import StandIn
+from . import StandIn, text
 
 _INDEXED = re.compile(r"^(.+)__(\d+)$")
 
@@ -48,7 +48,7 @@ class PyTorchModel(StandIn):
 
     def input_tensor(self, tensor: Any, is_string: bool) -> Any:
         if is_string:  # List[str], as the native backend hands a string tensor to forward()
-            return [b.decode() for b in tensor.as_numpy().reshape(-1)]
+            return [text(b, tensor.name()) for b in tensor.as_numpy().reshape(-1)]
         return self.torch.from_dlpack(tensor.to_dlpack())
 
     def from_numpy(self, array: Any) -> Any:

@@ -61,6 +61,7 @@ def _traffic(url: str) -> dict[str, Any]:
         got["strings_onnx bad"] = _call(client, "strings_onnx", {"TEXT": strings("x1").reshape(1, 1)})
         got["optional_onnx bad shape"] = _call(client, "optional_onnx", {"X": np.ones(3, np.float32)})
         got["strings_torchscript missing"] = _call(client, "strings_torchscript", {})
+        got["strings_torchscript not utf-8"] = _call(client, "strings_torchscript", {"text": strings(b"\xff")})
         got["strings_torchscript"] = _call(client, "strings_torchscript", {"text": strings("héllo", "a", "")})
         got["strings_torchscript_batched"] = _together(client, "strings_torchscript_batched", [
             {"text": strings(t).reshape(1, 1)} for t in ("ab", "cde", "f")])
@@ -124,6 +125,14 @@ def test_the_answers_are_what_the_models_compute(answers: dict[str, dict[str, An
     assert native["strings_onnx batches"] == [(1, 1), (4, 1)]
     # r24.10's pytorch backend hands every request of a batch the first request's strings; the stand-in too
     assert [a["UPPER"] for a in native["strings_torchscript_batched"]] == [[[b"AB!"]]] * 3
+
+
+def test_strings_that_are_not_utf8_serve_only_natively(answers: dict[str, dict[str, Any]]) -> None:
+    """Pinned difference: the stand-ins hand strings to ONNX Runtime's and torch's Python APIs, which take str;
+    bytes that are not UTF-8 fail the request with a message that says so."""
+    assert answers["native"]["strings_torchscript not utf-8"] == {"UPPER": [b"\xff!"], "LENGTHS": [1]}
+    refused = answers["stand-in"]["strings_torchscript not utf-8"]
+    assert refused["error"] == "StatusCode.INTERNAL" and "not UTF-8" in refused["message"]
 
 
 def test_a_failed_execution_counts_only_on_the_stand_in(answers: dict[str, dict[str, Any]]) -> None:
