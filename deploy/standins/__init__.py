@@ -153,7 +153,7 @@ class StandIn:
                     if self.batching else parts[0]
         joined.update(self._batch_inputs(per_request))
         outputs = self.run(joined)
-        responses, start, scattered = [], 0, {}
+        responses, start, scattered = [], 0, dict[str, int]()
         for request, feeds, size in zip(requests, per_request, sizes):
             sliced = {name: self.response_value(name, outputs[name], start, size, feeds, scattered)
                       for name in self.fetches}

@@ -69,8 +69,8 @@ def _traffic(url: str) -> dict[str, Any]:
             flags = {"sequence_start": step == 0, "sequence_end": step == 2}
             with ThreadPoolExecutor(2) as pool:
                 got[f"sequence_onnx step {step}"] = list(pool.map(
-                    lambda sv: _call(client, "sequence_onnx", {"INPUT": _f32([sv[1]])}, sequence_id=sv[0],
-                                     **flags), ((11, a), (12, b))))
+                    lambda sv, flags=flags: _call(client, "sequence_onnx", {"INPUT": _f32([sv[1]])},
+                                                  sequence_id=sv[0], **flags), ((11, a), (12, b))))
         got["ragged_onnx"] = _together(client, "ragged_onnx", [
             {"INPUT": _f32([1, 2])}, {"INPUT": _f32([3, 4, 5])}, {"INPUT": _f32([6])}])
         got["optional_onnx default"] = _call(client, "optional_onnx", {"X": np.array([1, 2], np.float32)})
