@@ -117,10 +117,10 @@ class _Fp32Exports:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.done: dict[tuple[int, str, int, bool], Artifact] = {}
+        self.done: dict[tuple[int, str, int, bool, str], Artifact] = {}
 
     def get(self, req: ModelRequest, loaded: LoadedModel, fmt: str, opset: int) -> Artifact:
-        key = (id(loaded), fmt, opset, req.script)
+        key = (id(loaded), fmt, opset, req.script, req.triton_version)
         if key not in self.done:
             options = {**req.format_options, fmt: dataclasses.replace(req.options(fmt), opset=opset)}
             job = ExportJob(loaded, dataclasses.replace(req, format_options=options), formats.FORMATS[fmt],
@@ -169,16 +169,18 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
     return StagedModel(name, root, version, entry, model_files, equivalent(fmt.name)), report, optimization
 
 
-def _check_staged(stage: Path, staged: list[StagedModel], repo: Path) -> None:
-    """The generator never writes what ``tritonize check`` would flag, checked with the versions the model
-    will have once committed (the repository's other versions are linked in, read-only)."""
+def _check_staged(stage: Path, staged: list[StagedModel], repo: Path, targets: dict[str, str]) -> None:
+    """The generator never writes what ``tritonize check`` would flag for the model's target release
+    (``targets``: model name -> triton_version), checked with the versions the model will have once committed
+    (the repository's other versions are linked in, read-only)."""
     names = {model.name for model in staged}
     for model in staged:
         for version in existing_versions(repo / model.name):
             if version != model.version:
                 (model.root / str(version)).symlink_to((repo / model.name / str(version)).resolve())
 
-    errors = [f for f in check_repository(stage) if f.severity == "error" and f.model in names]
+    errors = [f for version in sorted(set(targets.values())) for f in check_repository(stage, version)
+              if f.severity == "error" and f.model in names and targets[f.model] == version]
     if errors:
         raise ExportError(f"generated model {errors[0].model} fails `tritonize check`: "
                           f"[{errors[0].code}] {errors[0].message}")
@@ -233,7 +235,8 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                 staged.append(_stage(req, fmt, loaded, parent, sparsity, version, stage, template_dir, fp32_exports))
                 bar.advance()
         shutil.rmtree(stage / ".work", ignore_errors=True)
-        _check_staged(stage, [model for model, _, _ in staged], repo)
+        _check_staged(stage, [model for model, _, _ in staged], repo,
+                      {r.model_name(f): r.triton_version for r in requests for f in r.formats})
         actions = [plan(repo, model, overwrite, follow_symlinks=follow_symlinks) for model, _, _ in staged]
         done: list[str] = []
         for (model, _, _), action in zip(staged, actions):

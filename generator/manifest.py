@@ -1,6 +1,7 @@
 """What a model version's manifest entry records: the file and its sha256, the format, the source, how it
 was exported, the verification and optimization results, the request (in the spec's vocabulary, so
-``build --from-manifest`` rebuilds it) and the library versions. No timestamps or timings: the same inputs
+``build --from-manifest`` rebuilds it, for the same target release), the target release and what it can load,
+and the library versions. No timestamps or timings: the same inputs
 give the same bytes."""
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def manifest_entry(req: ModelRequest, fmt: str, version: int, loaded: LoadedMode
                    "tracer_warnings": artifact.warnings},
         "verification": report.as_dict(),
         "optimization": optimization.recorded() if optimization else None,
-        "request": {"name": req.name, **request_to_table(req)},
+        "request": {"name": req.name, **request_to_table(req), "triton_version": req.triton_version},
+        "target": req.target.record(),
         "environment": environment(),
     }

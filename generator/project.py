@@ -2,6 +2,7 @@
 versions. Every key is checked; an unknown or mistyped one is a ``SpecError`` naming its full path.
 
     repository = "."                       # where to build, relative to this file (default: its directory)
+    triton_version = "24.10"               # the NGC release that serves it (default: the local server's, 24.10)
 
     [models.digits]
     source = "tritonize.generator.examples.digits:build_digits_cnn"
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tritonize.core import formats
+from tritonize.core import formats, releases
 
 from .errors import SpecError
 from .io_spec import DeclaredTensor
@@ -133,17 +134,21 @@ def load_project(path: Path | str) -> Project:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(str(path), "invalid TOML", f"valid TOML ({exc})") from None
     for key in data:
-        if key not in ("repository", "template_dir", "models"):
-            raise SpecError(key, data[key], "one of the keys repository, template_dir, models")
+        if key not in ("repository", "template_dir", "triton_version", "models"):
+            raise SpecError(key, data[key], "one of the keys repository, template_dir, triton_version, models")
     base = path.parent
     models = convert(data.get("models", {}), Mapping[str, Mapping[str, Any]], "models")
     if not models:
         raise SpecError("models", {}, "at least one [models.<name>] table")
     template_dir = data.get("template_dir")
+    # the release every model targets unless its table names another
+    target = {"triton_version": releases.get(convert(data["triton_version"], str, "triton_version")).name
+              } if "triton_version" in data else {}
     return Project(
         path=path,
         repository=base / convert(data.get("repository", "."), str, "repository"),
-        models=tuple(request_from_table(name, table, base, f"models.{name}") for name, table in models.items()),
+        models=tuple(request_from_table(name, {**target, **table}, base, f"models.{name}")
+                     for name, table in models.items()),
         template_dir=base / convert(template_dir, str, "template_dir") if template_dir else None,
     )
 

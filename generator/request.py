@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonize.core import formats
+from tritonize.core import formats, releases
 from tritonize.core.formats import Tolerance
 
 from .config_spec import (
@@ -80,6 +80,7 @@ class ModelRequest:
     format_options: Mapping[str, FormatOptions] = field(default_factory=dict)
     prune: float | None = None  # fraction of Linear/Conv weights zeroed (L1, unstructured) before export
     evaluation: str | None = None  # labeled set for the accuracy gate: .npz (inputs + "labels") or module:fn
+    triton_version: str = releases.LOCAL  # the NGC release that serves it: what it can load (core.releases)
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")
@@ -116,8 +117,18 @@ class ModelRequest:
             if not isinstance(size, int) or not 1 <= size <= max(self.max_batch_size, 1):
                 raise SpecError("warmup_batch_sizes", size, f"sizes in [1, {max(self.max_batch_size, 1)}]")
         check_scheduling(self.max_batch_size, self.dynamic_batching, self.sequence_batching)
+        target = self.target
+        for fmt in self.formats:
+            opset = self.options(fmt).opset
+            if "opset" in formats.FORMATS[fmt].options and target.onnx_opset_problem(opset):
+                raise SpecError(f"{fmt}.opset", opset, f"at most {target.onnx_opset}, the highest opset "
+                                f"{target.ort_name} reads (triton_version)")
         if self.labels is not None and not Path(self.labels).is_file():
             raise SpecError("labels", str(self.labels), "an existing text file, one label per line")
+
+    @property
+    def target(self) -> releases.Release:
+        return releases.get(self.triton_version)
 
     def model_name(self, fmt: str) -> str:
         return f"{self.name}_{fmt.replace('-', '_')}"

@@ -15,6 +15,7 @@ from ..quantization import Quantization
 from ..runners import OnnxRunner
 from . import Artifact, ExportJob
 from ._torch import from_callable
+from .onnx import fit_to_target
 
 _log = logger(__name__)
 
@@ -35,7 +36,10 @@ def export_onnx_int8(job: ExportJob) -> Artifact:
     path = job.directory / "model.onnx"
     try:
         what = quantize_onnx(fp32.path, path, q, batches)
+        fit_to_target(path, req.target)
         runner = OnnxRunner(path, fp32.input_names)
+    except ExportError:
+        raise
     except Exception as exc:
         raise ExportError(f"{job.format.name} quantization failed: {summary(exc)}") from exc
     return dataclasses.replace(fp32, path=path, method=f"int8 {q.method}", runner=runner,

@@ -2,8 +2,10 @@
 
     .venv/bin/python tests/check_repos/make_models.py
 
-Every file is a few hundred bytes and comes out the same on every run (fixed seed, fixed opset). The
-config.pbtxt and expected.txt files beside them are written by hand.
+Every file is a few hundred bytes and comes out the same on every run (fixed seed, fixed opset, fixed IR
+version). Every file is one the default target (Triton 24.10: ONNX Runtime 1.19.2, PyTorch 2.5) can read, so each
+case tests only its own mistake, except the three cases that plant a file too new for it (onnx_ir_too_new,
+onnx_opset_too_new, torchscript_too_new). The config.pbtxt and expected.txt files beside them are written by hand.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from onnx import TensorProto, helper
 
 HERE = Path(__file__).resolve().parent
 OPSET = 17
+IR_VERSION = 8  # what torch.onnx.export writes for opset 17 (onnx.helper.make_model would stamp its own newest)
+TOO_NEW = {"ir_version": 14, "opset": 22, "torchscript": 11}  # one above Triton 24.10's limits (14: onnx 1.23's)
 
 
 @functools.cache  # one build per kind: every copy of a model is byte-identical
@@ -36,9 +41,9 @@ def linear_onnx(dynamic_batch: bool = True) -> bytes:
     return buffer.getvalue()
 
 
-def _onnx(graph: onnx.GraphProto) -> bytes:
-    opset = [helper.make_opsetid("", OPSET)]
-    model = helper.make_model(graph, opset_imports=opset, producer_name="tritonize")
+def _onnx(graph: onnx.GraphProto, opset: int = OPSET, ir_version: int = IR_VERSION) -> bytes:
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="tritonize", ir_version=ir_version)
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
@@ -61,6 +66,14 @@ def qdq_onnx() -> bytes:
                  helper.make_tensor("zero", TensorProto.INT8, [], [0])]
     io_ = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4]) for n in ("input", "output")]
     return _onnx(helper.make_graph(nodes, "qdq", io_[:1], io_[1:], initializer=constants))
+
+
+@functools.cache
+def relu_onnx(opset: int = OPSET, ir_version: int = IR_VERSION) -> bytes:
+    """output = Relu(input), [batch, 4]."""
+    io_ = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 4]) for n in ("input", "output")]
+    return _onnx(helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "relu", io_[:1], io_[1:]),
+                 opset, ir_version)
 
 
 class _Softmax(torch.nn.Module):
@@ -89,6 +102,18 @@ def pair_ts() -> bytes:
     return _torchscript(_Pair(), torch.zeros(2, 4), torch.zeros(2, 4))
 
 
+def with_file_format(archive: bytes, version: int) -> bytes:
+    """The same TorchScript archive recording another file format version (what torch.jit.load checks first)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith(("/.data/version", "/version")):
+                data = f"{version}\n".encode()
+            target.writestr(info, data)
+    return out.getvalue()
+
+
 # file (relative to this directory) -> what to write there
 FILES: dict[str, Callable[[], bytes]] = {
     "valid/classifier_onnx/1/model.onnx/model.onnx": linear_onnx,  # the directory form of model.onnx
@@ -99,6 +124,9 @@ FILES: dict[str, Callable[[], bytes]] = {
     "onnx_input_missing/m/1/model.onnx": add_onnx,
     "fixed_batch_dim/m/1/model.onnx": lambda: linear_onnx(dynamic_batch=False),
     "trt_int8_qdq_with_table/m/1/model.onnx": qdq_onnx,
+    "onnx_ir_too_new/m/1/model.onnx": lambda: relu_onnx(ir_version=TOO_NEW["ir_version"]),
+    "onnx_opset_too_new/m/1/model.onnx": lambda: relu_onnx(opset=TOO_NEW["opset"], ir_version=10),
+    "torchscript_too_new/m/1/model.pt": lambda: with_file_format(pair_ts(), TOO_NEW["torchscript"]),
     **{f"{case}/m/1/model.onnx": linear_onnx for case in (
         "backend_typo", "platform_unknown", "backend_platform_mismatch", "onnx_unknown_tensor", "onnx_dtype",
         "batch_dim_in_dims", "rank_mismatch", "dim_mismatch", "max_batch_size_autofill", "trt_precision_mode",

@@ -6,16 +6,17 @@ Both produce ``ModelRequest``s through the same reader as the spec file: ``expor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from tritonize.core import formats
+from tritonize.core import formats, releases
 from tritonize.core.errors import SpecError
 
-from .options import echo_tables, generator, output_option
+from .options import echo_tables, generator, output_option, target_release, triton_version_option
 
 
 def _key_values(pairs: tuple[str, ...], option: str, parse_json: bool = False) -> dict[str, Any]:
@@ -121,6 +122,8 @@ def _unset(key: str, value: Any) -> bool:
               help="Points of accuracy an INT8/pruned artifact may lose against FP32.")
 @click.option("--evaluation", default=None,
               help="Labeled evaluation set: .npz (inputs + 'labels') or module:function -> (inputs, labels).")
+@triton_version_option(releases.LOCAL, "The NGC release that will serve it: nothing is written that its ONNX "
+                       "Runtime or PyTorch cannot load.")
 @output_option
 def export_command(source: str, name: str, repo: Path, overwrite: bool, template_dir: Path | None, output: str,
                    **a: Any) -> None:
@@ -148,7 +151,7 @@ def export_command(source: str, name: str, repo: Path, overwrite: bool, template
         "max_batch_size": a["max_batch_size"], "instance_group": _instance_group(a["instances"], a["kind"], a["gpus"]),
         "version": a["version"], "warmup_batch_sizes": [] if a["no_warmup"] else list(a["warmup_batch_size"]) or None,
         "response_cache": a["response_cache"], "labels": a["labels"], "script": a["script"], "prune": a["prune"],
-        "evaluation": a["evaluation"],
+        "evaluation": a["evaluation"], "triton_version": target_release(a["triton_version"]),
         **{fmt: _format_table(fmt, a) for fmt in chosen},
     }
     if a["dynamic_batching"]:
@@ -168,15 +171,18 @@ def export_command(source: str, name: str, repo: Path, overwrite: bool, template
               help="Build here instead of the spec's `repository` (or the manifests' repository).")
 @click.option("--model", "only", multiple=True, help="Build only these [models.<name>] entries.")
 @click.option("--overwrite", is_flag=True, help="Replace existing versions and model-level files.")
+@triton_version_option(None, "The NGC release that will serve every model (default: the triton_version the spec "
+                       "or manifest gives each model, else 24.10).")
 @output_option
 def build_command(spec_file: Path | None, from_manifest: Path | None, repo: Path | None, only: tuple[str, ...],
-                  overwrite: bool, output: str) -> None:
+                  overwrite: bool, triton_version: str | None, output: str) -> None:
     """Build a whole repository from a declarative spec (tritonize.toml), or rebuild from manifests.
 
     \b
     Example:
       tritonize build model_repository/tritonize.toml
       tritonize build --from-manifest model_repository/ --repo /tmp/rebuilt
+      tritonize build model_repository/tritonize.toml --triton-version 23.10 --repo /tmp/for-23.10
     """
     project = generator("project")
     if (spec_file is None) == (from_manifest is None):
@@ -193,5 +199,7 @@ def build_command(spec_file: Path | None, from_manifest: Path | None, repo: Path
         if unknown:
             raise SpecError("--model", unknown[0], "one of " + ", ".join(m.name for m in models))
         models = tuple(m for m in models if m.name in only)
+    if triton_version is not None:
+        models = tuple(dataclasses.replace(m, triton_version=target_release(triton_version)) for m in models)
     results = generator("build").build(models, target, overwrite=overwrite, template_dir=template_dir)
     _print_results(results, output)

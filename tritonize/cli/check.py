@@ -6,25 +6,29 @@ from pathlib import Path
 
 import click
 
+from tritonize.core import releases
 from tritonize.core.text import Table
 
-from .options import echo_tables, output_option
+from .options import echo_tables, output_option, target_release, triton_version_option
 
 
 @click.command("check")
 @click.argument("repo", type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@triton_version_option(releases.LOCAL, "The NGC release that will serve it: a model file its ONNX Runtime or PyTorch "
+                       "cannot load is an error.")
 @output_option
-def check_command(repo: Path, strict: bool, output: str) -> None:
+def check_command(repo: Path, strict: bool, triton_version: str, output: str) -> None:
     """Lint any Triton model repository (ours or not): configs, files, IO against the model files.
 
     \b
     Example:
       tritonize check model_repository/
+      tritonize check model_repository/ --triton-version 23.10
     """
     from tritonize.core.check import check_repository
 
-    findings = check_repository(repo)
+    findings = check_repository(repo, target_release(triton_version))
     table = Table(("severity", "model", "code", "message"), free_last=True, formats={"model": lambda m: m or "-"})
     for f in findings:
         table.add(f.severity, f.model, f.code, f.message)

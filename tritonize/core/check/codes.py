@@ -72,6 +72,10 @@ CODES: tuple[Code, ...] = (
     Code("model-unreadable", "error", "the ONNX / TorchScript file cannot be loaded"),
     Code("reader-missing", "warning", "the model file was not checked: the package that reads it (onnx, "
          "torch) is not installed"),
+    Code("onnx-ir-too-new", "error", "the ONNX file's IR version is above what the target release's ONNX Runtime "
+         "reads (check --triton-version, default 24.10; tritonize/core/releases.py)"),
+    Code("onnx-opset-too-new", "error", "the ONNX file imports an ai.onnx opset above what the target release's "
+         "ONNX Runtime reads (ValidateOpsetForDomain)"),
     Code("onnx-unknown-tensor", "error", "a configured input/output that the ONNX graph does not have"),
     Code("onnx-input-missing", "error", "an ONNX graph input that the configuration does not list"),
     Code("onnx-dtype", "error", "configured data_type differs from the ONNX element type"),
@@ -94,6 +98,8 @@ CODES: tuple[Code, ...] = (
          "<name>__<index> (or whose index is out of range)"),
     Code("torch-mixed-naming", "warning", "inputs mix forward() names and <name>__<index>: config order"),
     Code("torch-input-count", "error", "configured input count differs from forward()'s argument count"),
+    Code("torchscript-too-new", "error", "the TorchScript archive's file format version is above what the target "
+         "release's PyTorch reads (kMaxSupportedFileFormatVersion)"),
     # python backend
     Code("python-model-code", "warning", "a python-backend version's model.py holds code: Triton imports and "
          "runs it in a stub process with the serving user's rights (root, if the server runs as root)"),
@@ -120,7 +126,7 @@ SEVERITY: dict[str, Severity] = {c.id: c.severity for c in CODES}
 BACKEND_LOAD_CODES = frozenset({
     "model-file-missing", "model-unreadable", "onnx-unknown-tensor", "onnx-input-missing", "onnx-dtype",
     "batch-dim-in-dims", "fixed-batch-dim", "rank-mismatch", "dim-mismatch", "torch-input-name",
-    "torch-input-count",
+    "torch-input-count", "onnx-ir-too-new", "onnx-opset-too-new", "torchscript-too-new",
 })
 
 

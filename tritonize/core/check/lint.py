@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from .. import formats
+from .. import formats, releases
 from ..staging import is_stale, staging_dirs
 from .backends import resolve_backend
 from .codes import BACKEND_LOAD_CODES, Finding, Hit, finding
@@ -22,8 +22,10 @@ _AUTOCOMPLETE_FILES = ("model.onnx", "model.plan", "model.savedmodel", "model.gr
 _NON_VERSION_DIRS = frozenset({"configs", "warmup", "initial_state"})
 
 
-def check_repository(repo: Path | str) -> list[Finding]:
-    """Lint every model directory of ``repo``; the findings are sorted by model, then code."""
+def check_repository(repo: Path | str, triton_version: str = releases.LOCAL) -> list[Finding]:
+    """Lint every model directory of ``repo`` for the NGC release ``triton_version`` (what its ONNX Runtime and
+    PyTorch can load); the findings are sorted by model, then code."""
+    target = releases.get(triton_version)
     root = Path(repo)
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a directory"
@@ -39,12 +41,13 @@ def check_repository(repo: Path | str) -> list[Finding]:
     sources = {p.name: read_configs(p) for p in model_dirs}
     primary = {name: next((s.config for s in found if s.rel == "config.pbtxt"), None)
                for name, found in sources.items()}
-    findings = leftovers | {f for p in model_dirs for f in _lint_model_dir(p, sources[p.name], primary)}
+    findings = leftovers | {f for p in model_dirs for f in _lint_model_dir(p, sources[p.name], primary, target)}
     return sorted(findings, key=lambda f: (f.model, f.code, f.message))
 
 
 def backend_load_errors(model_dir: Path, cfg: pb.ModelConfig, version: int) -> list[str]:
-    """Messages for what the native backend of ``cfg`` rejects when it loads ``version`` of ``model_dir``."""
+    """Messages for what the native backend of ``cfg`` rejects when it loads ``version`` of ``model_dir``, as the
+    local server's release (``releases.LOCAL``) runs it: a file too new for its ONNX Runtime or PyTorch too."""
     backend, platform, _ = resolve_backend(cfg, model_dir)
     model = ModelView(model_dir.name, model_dir, cfg, {}, backend, platform, only_version=version)
     hits = [*check_model_files(model), *file_rules(model)]
@@ -76,7 +79,8 @@ def _validator(ref: str) -> Callable[[ModelView], Iterable[Hit]]:
     return validator
 
 
-def _lint_model_dir(path: Path, sources: list[Source], repo: Mapping[str, pb.ModelConfig | None]) -> list[Finding]:
+def _lint_model_dir(path: Path, sources: list[Source], repo: Mapping[str, pb.ModelConfig | None],
+                    target: releases.Release) -> list[Finding]:
     hits: list[Hit] = list(_ignored_version_dirs(path))
     if not any(s.rel == "config.pbtxt" for s in sources):
         hits.append(_missing_config(path))
@@ -85,7 +89,7 @@ def _lint_model_dir(path: Path, sources: list[Source], repo: Mapping[str, pb.Mod
         if source.config is None:  # unparsable: the parse error is the finding
             hits.extend(filter(None, [source.parse_error]))
             continue
-        found = _lint_config(path, source.config, repo)
+        found = _lint_config(path, source.config, repo, target)
         if source.rel == "config.pbtxt":
             primary = set(found)
             hits.extend(found)
@@ -94,9 +98,10 @@ def _lint_model_dir(path: Path, sources: list[Source], repo: Mapping[str, pb.Mod
     return [finding(path.name, hit) for hit in hits]
 
 
-def _lint_config(path: Path, cfg: pb.ModelConfig, repo: Mapping[str, pb.ModelConfig | None]) -> list[Hit]:
+def _lint_config(path: Path, cfg: pb.ModelConfig, repo: Mapping[str, pb.ModelConfig | None],
+                 target: releases.Release) -> list[Hit]:
     backend, platform, hits = resolve_backend(cfg, path)
-    model = ModelView(path.name, path, cfg, repo, backend, platform)
+    model = ModelView(path.name, path, cfg, repo, backend, platform, target=target)
     for rule in (*RULES, file_rules):
         hits.extend(rule(model))
     return hits

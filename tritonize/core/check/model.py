@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple, TypeAlias, cast
@@ -13,6 +13,7 @@ from typing import NamedTuple, TypeAlias, cast
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from .. import releases
 from .backends import default_file
 from .codes import Hit
 
@@ -85,6 +86,7 @@ class ModelView:
     backend: str
     platform: str
     only_version: int | None = None  # check this version alone instead of what the policy loads
+    target: releases.Release = field(default_factory=releases.get)  # the release that must load it
 
     @property
     def mbs(self) -> int:

@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 from ..datatypes import from_numpy
 from ..errors import SpecError
 from ..loader import summary
+from ..releases import ai_onnx_opset
 from .codes import Hit
 from .model import ModelView, Tensor, fmt_list, fmt_shape, trt_accelerators
 
@@ -60,11 +61,13 @@ def check_onnx(m: ModelView) -> Iterator[Hit]:
 
     for version, path in artifacts:
         try:
-            graph = _onnx_graph(onnx.load(str(path), load_external_data=False))
+            proto = onnx.load(str(path), load_external_data=False)
+            graph = _onnx_graph(proto)
         except Exception as exc:  # a user file that does not parse is a finding, not a crash
             yield "model-unreadable", (f"version {version} '{m.model_filename}' is not readable ONNX: "
                                        f"{summary(exc)}")
             continue
+        yield from _onnx_target(m, version, proto)
         yield from _onnx_names(m, graph)
         for kind, tensors, known in _onnx_pairs(m, graph):
             for t in tensors:
@@ -72,6 +75,16 @@ def check_onnx(m: ModelView) -> Iterator[Hit]:
                     yield from _onnx_tensor(m, f"{kind} '{t.name}'", t, *known[t.name])
         yield from _onnx_autofill(m, graph)
         yield from _onnx_int8(m, graph)
+
+
+def _onnx_target(m: ModelView, version: int, model: onnx.ModelProto) -> Iterator[Hit]:
+    """What the target release's ONNX Runtime refuses before it looks at the graph: an IR version (model.cc) or
+    an ai.onnx opset (ValidateOpsetForDomain) newer than it knows."""
+    opset = ai_onnx_opset(model.opset_import)
+    for code, problem in (("onnx-ir-too-new", m.target.onnx_ir_problem(model.ir_version)),
+                          ("onnx-opset-too-new", None if opset is None else m.target.onnx_opset_problem(opset))):
+        if problem:
+            yield code, f"version {version} '{m.model_filename}': {problem}"
 
 
 def _onnx_pairs(

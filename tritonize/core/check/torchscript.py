@@ -3,7 +3,9 @@ GetNamingConvention). ``torch`` is imported only when a model file is read."""
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ..loader import summary
@@ -35,7 +37,13 @@ def check_torchscript(m: ModelView) -> Iterator[Hit]:
             yield "torch-output-name", (f"output '{t.name}' does not follow <name>__<index> (e.g. "
                                         "OUTPUT__0): TorchScript outputs carry no names, so the backend "
                                         "maps them by position and labels can silently swap")
-    artifacts = m.artifacts()
+    artifacts = []
+    for version, path in m.artifacts():  # the target's PyTorch refuses a newer archive before it reads anything
+        problem = m.target.torchscript_problem(file_format(path) or 0)
+        if problem:
+            yield "torchscript-too-new", f"version {version} '{m.model_filename}': {problem}"
+        else:
+            artifacts.append((version, path))
     if not artifacts:
         return
     import torch  # outside the try below
@@ -49,6 +57,22 @@ def check_torchscript(m: ModelView) -> Iterator[Hit]:
             continue
         if not (len(args) == 1 and args[0][1] == "DictType"):  # a Dict input is keyed by the config names
             yield from _torch_inputs(m, [name for name, _ in args])
+
+
+def file_format(path: Path) -> int | None:
+    """The file format version a TorchScript archive records in ``<archive>/.data/version`` or ``<archive>/version``
+    (torch.jit.save writes the lowest its operators allow), which torch.jit.load compares with its
+    kMaxSupportedFileFormatVersion; None when the file is no such zip archive (torch.jit.load then says why)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            prefix = names[0].split("/", 1)[0] if names else ""
+            for record in (f"{prefix}/.data/version", f"{prefix}/version"):
+                if record in names:
+                    return int(archive.read(record).decode().strip())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return None
 
 
 def _torch_inputs(m: ModelView, args: list[str]) -> Iterator[Hit]:
