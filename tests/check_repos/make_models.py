@@ -122,6 +122,7 @@ FILES: dict[str, Callable[[], bytes]] = {
     "config_autocomplete/m/1/model.onnx": linear_onnx,
     "model_unreadable/m/1/model.onnx": lambda: b"this is not an ONNX protobuf\n",
     "onnx_input_missing/m/1/model.onnx": add_onnx,
+    "onnx_input_count/m/1/model.onnx": add_onnx,
     "fixed_batch_dim/m/1/model.onnx": lambda: linear_onnx(dynamic_batch=False),
     "trt_int8_qdq_with_table/m/1/model.onnx": qdq_onnx,
     "onnx_ir_too_new/m/1/model.onnx": lambda: relu_onnx(ir_version=TOO_NEW["ir_version"]),
@@ -130,10 +131,10 @@ FILES: dict[str, Callable[[], bytes]] = {
     **{f"{case}/m/1/model.onnx": linear_onnx for case in (
         "backend_typo", "platform_unknown", "backend_platform_mismatch", "onnx_unknown_tensor", "onnx_dtype",
         "batch_dim_in_dims", "rank_mismatch", "dim_mismatch", "max_batch_size_autofill", "trt_precision_mode",
-        "trt_int8_no_calibration")},
+        "trt_int8_no_calibration", "onnx_control_input")},
     **{f"{case}/m/1/model.pt": pair_ts for case in (
         "config_missing", "torch_output_name", "torch_input_name", "torch_mixed_naming",
-        "torch_input_count")},
+        "torch_input_count", "torch_sequence_naming", "torch_control_dtype")},
 }
 
 

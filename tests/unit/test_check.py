@@ -2,7 +2,9 @@
 
 Each ``tests/check_repos/<case>/`` is a model repository with one mistake (``valid/`` has none). Its
 ``expected.txt`` lists, one line per finding, ``<severity> <code> <text the message must contain>``; an
-optional ``target.txt`` names the path to check instead of the case directory. ``make_models.py`` writes
+optional ``expected-no-autocomplete.txt`` lists them for a server run with --disable-auto-complete-config
+(``check_repository(autocomplete=False)``); an optional ``target.txt`` names the path to check instead of the
+case directory. ``make_models.py`` writes
 the model files.
 """
 
@@ -17,9 +19,12 @@ from pathlib import Path
 import pytest
 
 from tritonize.core.check import CODES, Finding, check_repository
+from tritonize.core.check.codes import severity
 
 REPOS = Path(__file__).resolve().parents[1] / "check_repos"
 CASES = sorted(p.name for p in REPOS.iterdir() if (p / "expected.txt").is_file())
+NO_AUTOCOMPLETE = "expected-no-autocomplete.txt"
+NO_AUTOCOMPLETE_CASES = [case for case in CASES if (REPOS / case / NO_AUTOCOMPLETE).is_file()]
 
 
 class Expected:
@@ -34,21 +39,31 @@ class Expected:
         return f"{self.severity} {self.code} {self.fragment!r}"
 
 
-def expected(case: str) -> list[Expected]:
-    lines = (REPOS / case / "expected.txt").read_text().splitlines()
+def expected(case: str, autocomplete: bool = True) -> list[Expected]:
+    lines = (REPOS / case / ("expected.txt" if autocomplete else NO_AUTOCOMPLETE)).read_text().splitlines()
     return [Expected(line) for line in lines if line.strip() and not line.startswith("#")]
 
 
-def findings(case: str) -> list[Finding]:
+def findings(case: str, autocomplete: bool = True) -> list[Finding]:
     target = REPOS / case / "target.txt"
-    return check_repository(REPOS / case / target.read_text().strip() if target.is_file() else REPOS / case)
+    path = REPOS / case / target.read_text().strip() if target.is_file() else REPOS / case
+    return check_repository(path, autocomplete=autocomplete)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_case_finds_exactly_the_planted_mistake(case: str) -> None:
-    found = findings(case)
+    _assert_finds_exactly(case, autocomplete=True)
+
+
+@pytest.mark.parametrize("case", NO_AUTOCOMPLETE_CASES)
+def test_case_without_auto_complete_finds_exactly_its_findings(case: str) -> None:
+    _assert_finds_exactly(case, autocomplete=False)
+
+
+def _assert_finds_exactly(case: str, autocomplete: bool) -> None:
+    found = findings(case, autocomplete)
     unmatched = list(found)
-    for want in expected(case):
+    for want in expected(case, autocomplete):
         hit = next((f for f in unmatched if want.matches(f)), None)
         assert hit is not None, f"{case}: no finding {want}; got {found}"
         unmatched.remove(hit)
@@ -68,6 +83,7 @@ NOT_A_CASE = {"reader-missing"}
 
 def test_every_code_is_exercised_by_a_case() -> None:
     exercised = {want.code for case in CASES for want in expected(case)}
+    exercised |= {want.code for case in NO_AUTOCOMPLETE_CASES for want in expected(case, autocomplete=False)}
     assert exercised == {code.id for code in CODES} - NOT_A_CASE
 
 
@@ -80,10 +96,12 @@ def test_code_registry() -> None:
 
 
 def test_expected_severity_follows_the_registry() -> None:
-    severity = {code.id: code.severity for code in CODES}
     for case in CASES:
         for want in expected(case):
-            assert want.severity == severity[want.code], (case, want)
+            assert want.severity == severity(want.code), (case, want)
+    for case in NO_AUTOCOMPLETE_CASES:
+        for want in expected(case, autocomplete=False):
+            assert want.severity == severity(want.code, autocomplete=False), (case, want)
 
 
 def test_findings_are_sorted_by_model_then_code(tmp_path: Path) -> None:

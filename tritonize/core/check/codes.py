@@ -19,8 +19,9 @@ class Finding:
 
 class Code(NamedTuple):
     id: str
-    severity: Severity
+    severity: Severity  # as tritonserver runs by default: backend auto-complete on
     rule: str  # what triggers it, and where Triton says so
+    without_autocomplete: Severity | None = None  # under --disable-auto-complete-config, where that differs
 
 
 CODES: tuple[Code, ...] = (
@@ -30,7 +31,10 @@ CODES: tuple[Code, ...] = (
          "load it as a model (the next build or local serve removes it)"),
     Code("config-missing", "error", "no config.pbtxt and no model file Triton can auto-complete from"),
     Code("config-autocomplete", "warning", "no config.pbtxt, or an onnxruntime config without inputs or "
-         "outputs: loads only via backend auto-complete, never with --disable-auto-complete-config"),
+         "outputs: loads only via backend auto-complete; core refuses it with --disable-auto-complete-config "
+         "(model.cc Model::Init, onnxruntime.cc ValidateInputs)", "error"),
+    Code("outputs-missing", "warning", "auto-complete off and an onnxruntime config without outputs: Triton "
+         "loads the model with no outputs (onnxruntime.cc ValidateOutputs checks only the listed ones)"),
     Code("config-parse", "error", "not protobuf text format (line/column given; JSON-ish: server#6571)"),
     Code("scheduling-oneof", "error", "two of dynamic_batching / sequence_batching / ensemble_scheduling "
          "(oneof scheduling_choice)"),
@@ -52,6 +56,9 @@ CODES: tuple[Code, ...] = (
     Code("model-file-missing", "error", "a loaded version lacks its model file (default_model_filename)"),
     # inputs / outputs (ValidateIOShape)
     Code("tensor-field-missing", "error", "an input/output without name or data_type"),
+    Code("tensor-autocomplete", "warning", "a python model's input/output without data_type or dims, which "
+         "its model.py auto_complete_config may fill in (pb_utils add_input/add_output); core refuses it "
+         "with --disable-auto-complete-config (ValidateIOShape)", "error"),
     Code("empty-dims", "error", "dims: [] — at least one dimension is required (server#7981)"),
     Code("bad-dim", "error", "a dims/reshape entry that is 0 or below -1"),
     Code("duplicate-tensor", "warning", "two inputs (or two outputs) share a name: Triton 2.51 loads the model "
@@ -68,6 +75,21 @@ CODES: tuple[Code, ...] = (
          "[1, priority_levels]"),
     Code("instance-count", "warning", "instance_group count < 1: core silently uses the default count"),
     Code("instance-gpus", "error", "a negative GPU id, or gpus on a KIND_CPU / KIND_MODEL group"),
+    Code("instance-auto-gpus", "warning", "gpus on a KIND_AUTO (kind omitted) group: where a listed GPU is "
+         "missing, NormalizeInstanceGroup makes it KIND_CPU and ValidateInstanceGroup refuses gpus on it"),
+    # ragged batching (model_config_utils.cc ValidateBatchIO)
+    Code("batch-input", "error", "a batch_input without exactly one source_input, with a source that is "
+         "not an input, or with a data_type other than TYPE_INT32 / TYPE_FP32"),
+    Code("batch-output", "error", "a batch_output without exactly one source_input, with a source that is "
+         "not an input, or a target_name that is not an output or is given twice"),
+    # sequence batching (ValidateModelConfig; sequence_batch_scheduler.cc GenerateInitialStateData)
+    Code("sequence-control", "error", "a control_input without name or listed twice, a control kind given "
+         "twice, START/END/READY without exactly one 2-entry *_false_true, a CORRID with a *_false_true or "
+         "a data_type other than TYPE_UINT64/INT64/UINT32/INT32/STRING"),
+    Code("sequence-strategy", "error", "sequence_batching.direct.minimum_slot_utilization outside [0, 1]"),
+    Code("sequence-state", "error", "a state's initial_state: more than one, a data_type, dims or rank that "
+         "differ from the state's, a -1, no name, no data, or a data_file missing from initial_state/ or "
+         "too small"),
     # ONNX Runtime (onnxruntime_backend ValidateInputs / ValidateOutputs / CompareDimsSupported)
     Code("model-unreadable", "error", "the ONNX / TorchScript file cannot be loaded"),
     Code("reader-missing", "warning", "the model file was not checked: the package that reads it (onnx, "
@@ -79,6 +101,12 @@ CODES: tuple[Code, ...] = (
     Code("onnx-unknown-tensor", "error", "a configured input/output that the ONNX graph does not have"),
     Code("onnx-input-missing", "error", "an ONNX graph input that the configuration does not list"),
     Code("onnx-dtype", "error", "configured data_type differs from the ONNX element type"),
+    Code("onnx-control-input", "error", "a sequence control tensor the ONNX graph lacks, or whose model shape "
+         "(less the batch dimension) is not [1] or whose element type differs from the control's "
+         "(onnxruntime.cc ValidateBooleanSequenceControl / ValidateTypedSequenceControl)"),
+    Code("onnx-input-count", "error", "inputs (less optional ones) + batch inputs + control kinds + states "
+         "differ in number from the ONNX graph's inputs, e.g. a batch_input target named like an input "
+         "(onnxruntime.cc ValidateInputs)"),
     Code("batch-dim-in-dims", "error", "max_batch_size > 0 and dims already include the batch dimension "
          "(server#1545, server#6529)"),
     Code("fixed-batch-dim", "error", "max_batch_size > 0 but the model's first dimension is fixed "
@@ -97,7 +125,13 @@ CODES: tuple[Code, ...] = (
     Code("torch-input-name", "error", "a TorchScript input that is neither a forward() argument nor "
          "<name>__<index> (or whose index is out of range)"),
     Code("torch-mixed-naming", "warning", "inputs mix forward() names and <name>__<index>: config order"),
-    Code("torch-input-count", "error", "configured input count differs from forward()'s argument count"),
+    Code("torch-input-count", "error", "inputs + batch inputs + control kinds + states differ in number from "
+         "forward()'s arguments"),
+    Code("torch-sequence-naming", "error", "a sequence-batching TorchScript model whose inputs, outputs, state "
+         "or control tensors are not all <name>__<index> (forward() argument names are refused there: "
+         "libtorch.cc GetNamingConvention, ValidateBooleanSequenceControl)"),
+    Code("torch-control-dtype", "error", "a CORRID control of a type PyTorch lacks (TYPE_UINT64, TYPE_UINT32, "
+         "TYPE_STRING: libtorch.cc ValidateTypedSequenceControl)"),
     Code("torchscript-too-new", "error", "the TorchScript archive's file format version is above what the target "
          "release's PyTorch reads (kMaxSupportedFileFormatVersion)"),
     # python backend
@@ -118,6 +152,7 @@ CODES: tuple[Code, ...] = (
          "no backend / instance_group / optimization / model_warmup, platform matches ensemble_scheduling"),
 )
 SEVERITY: dict[str, Severity] = {c.id: c.severity for c in CODES}
+_WITHOUT_AUTOCOMPLETE = {c.id: c.without_autocomplete for c in CODES if c.without_autocomplete}
 
 # What the native onnxruntime / pytorch backends themselves refuse when they load a model. The local
 # stand-in backends (tritonize.deploy) apply exactly these rules, so a repository fails there as it fails in
@@ -126,10 +161,16 @@ SEVERITY: dict[str, Severity] = {c.id: c.severity for c in CODES}
 BACKEND_LOAD_CODES = frozenset({
     "model-file-missing", "model-unreadable", "onnx-unknown-tensor", "onnx-input-missing", "onnx-dtype",
     "batch-dim-in-dims", "fixed-batch-dim", "rank-mismatch", "dim-mismatch", "torch-input-name",
-    "torch-input-count", "onnx-ir-too-new", "onnx-opset-too-new", "torchscript-too-new",
+    "torch-input-count", "onnx-control-input", "onnx-input-count", "torch-sequence-naming", "torch-control-dtype",
+    "onnx-ir-too-new", "onnx-opset-too-new", "torchscript-too-new",
 })
 
 
-def finding(model: str, hit: Hit) -> Finding:
+def severity(code: str, autocomplete: bool = True) -> Severity:
+    """How severe ``code`` is on a server with backend auto-complete on (tritonserver's default) or off."""
+    return SEVERITY[code] if autocomplete else _WITHOUT_AUTOCOMPLETE.get(code, SEVERITY[code])
+
+
+def finding(model: str, hit: Hit, autocomplete: bool = True) -> Finding:
     code, message = hit
-    return Finding(SEVERITY[code], model, code, message)
+    return Finding(severity(code, autocomplete), model, code, message)

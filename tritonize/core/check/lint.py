@@ -22,9 +22,11 @@ _AUTOCOMPLETE_FILES = ("model.onnx", "model.plan", "model.savedmodel", "model.gr
 _NON_VERSION_DIRS = frozenset({"configs", "warmup", "initial_state"})
 
 
-def check_repository(repo: Path | str, triton_version: str = releases.LOCAL) -> list[Finding]:
+def check_repository(repo: Path | str, triton_version: str = releases.LOCAL, *,
+                     autocomplete: bool = True) -> list[Finding]:
     """Lint every model directory of ``repo`` for the NGC release ``triton_version`` (what its ONNX Runtime and
-    PyTorch can load); the findings are sorted by model, then code."""
+    PyTorch can load), served with backend auto-complete on (tritonserver's default) or off
+    (``autocomplete=False``: ``--disable-auto-complete-config``); the findings are sorted by model, then code."""
     target = releases.get(triton_version)
     root = Path(repo)
     if not root.is_dir():
@@ -41,7 +43,8 @@ def check_repository(repo: Path | str, triton_version: str = releases.LOCAL) -> 
     sources = {p.name: read_configs(p) for p in model_dirs}
     primary = {name: next((s.config for s in found if s.rel == "config.pbtxt"), None)
                for name, found in sources.items()}
-    findings = leftovers | {f for p in model_dirs for f in _lint_model_dir(p, sources[p.name], primary, target)}
+    findings = leftovers | {f for p in model_dirs
+                            for f in _lint_model_dir(p, sources[p.name], primary, target, autocomplete)}
     return sorted(findings, key=lambda f: (f.model, f.code, f.message))
 
 
@@ -49,7 +52,9 @@ def backend_load_errors(model_dir: Path, cfg: pb.ModelConfig, version: int) -> l
     """Messages for what the native backend of ``cfg`` rejects when it loads ``version`` of ``model_dir``, as the
     local server's release (``releases.LOCAL``) runs it: a file too new for its ONNX Runtime or PyTorch too."""
     backend, platform, _ = resolve_backend(cfg, model_dir)
-    model = ModelView(model_dir.name, model_dir, cfg, {}, backend, platform, only_version=version)
+    # cfg is what the backend loads, after any auto-complete (the stand-ins run their own): nothing more is filled
+    model = ModelView(model_dir.name, model_dir, cfg, {}, backend, platform, only_version=version,
+                      autocomplete=False)
     hits = [*check_model_files(model), *file_rules(model)]
     return [message for code, message in hits if code in BACKEND_LOAD_CODES]
 
@@ -80,28 +85,28 @@ def _validator(ref: str) -> Callable[[ModelView], Iterable[Hit]]:
 
 
 def _lint_model_dir(path: Path, sources: list[Source], repo: Mapping[str, pb.ModelConfig | None],
-                    target: releases.Release) -> list[Finding]:
+                    target: releases.Release, autocomplete: bool) -> list[Finding]:
     hits: list[Hit] = list(_ignored_version_dirs(path))
     if not any(s.rel == "config.pbtxt" for s in sources):
-        hits.append(_missing_config(path))
+        hits.append(_missing_config(path, autocomplete))
     primary: set[Hit] = set()
     for source in sources:
         if source.config is None:  # unparsable: the parse error is the finding
             hits.extend(filter(None, [source.parse_error]))
             continue
-        found = _lint_config(path, source.config, repo, target)
+        found = _lint_config(path, source.config, repo, target, autocomplete)
         if source.rel == "config.pbtxt":
             primary = set(found)
             hits.extend(found)
         else:  # a variant: report what config.pbtxt does not already show
             hits.extend((code, f"{source.rel}: {msg}") for code, msg in found if (code, msg) not in primary)
-    return [finding(path.name, hit) for hit in hits]
+    return [finding(path.name, hit, autocomplete) for hit in hits]
 
 
 def _lint_config(path: Path, cfg: pb.ModelConfig, repo: Mapping[str, pb.ModelConfig | None],
-                 target: releases.Release) -> list[Hit]:
+                 target: releases.Release, autocomplete: bool) -> list[Hit]:
     backend, platform, hits = resolve_backend(cfg, path)
-    model = ModelView(path.name, path, cfg, repo, backend, platform, target=target)
+    model = ModelView(path.name, path, cfg, repo, backend, platform, target=target, autocomplete=autocomplete)
     for rule in (*RULES, file_rules):
         hits.extend(rule(model))
     return hits
@@ -114,9 +119,12 @@ def _ignored_version_dirs(path: Path) -> Iterator[Hit]:
             yield "version-dir-ignored", f"directory '{sub}' {why}: Triton ignores it as a version (use 1, 2)"
 
 
-def _missing_config(path: Path) -> Hit:
+def _missing_config(path: Path, autocomplete: bool) -> Hit:
     versions = [p for p in sorted(path.iterdir()) if p.is_dir() and version_of(p.name) is not None]
     auto = [f"{v.name}/{f}" for v in versions for f in _AUTOCOMPLETE_FILES if (v / f).exists()]
+    if auto and not autocomplete:  # model.cc Model::Init: "model configuration is not provided"
+        return "config-autocomplete", (f"no config.pbtxt and auto-complete is off (--disable-auto-complete-config): "
+                                       f"Triton refuses the model instead of completing one from {auto[0]}; write one")
     if auto:
         return "config-autocomplete", (f"no config.pbtxt: Triton can serve it only by auto-completing from "
                                        f"{auto[0]}, never with --disable-auto-complete-config; write one")

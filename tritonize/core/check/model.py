@@ -87,6 +87,7 @@ class ModelView:
     platform: str
     only_version: int | None = None  # check this version alone instead of what the policy loads
     target: releases.Release = field(default_factory=releases.get)  # the release that must load it
+    autocomplete: bool = True  # backend auto-complete on, as tritonserver runs by default
 
     @property
     def mbs(self) -> int:

@@ -4,6 +4,7 @@ CompareDimsSupported, auto-complete). ``onnx`` is imported only when a model fil
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from tritonclient.grpc import model_config_pb2 as pb
@@ -14,11 +15,15 @@ from ..loader import summary
 from ..releases import ai_onnx_opset
 from .codes import Hit
 from .model import ModelView, Tensor, fmt_list, fmt_shape, trt_accelerators
+from .sequence import control_tensors
 
 if TYPE_CHECKING:
     import onnx
 
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# what auto-complete sets max_batch_size to: core r24.10 backend_model.cc SetBackendConfigDefaults gives every
+# backend default-max-batch-size 4; onnxruntime.cc AutoCompleteMaxBatch applies it
+_AUTOFILL_MAX_BATCH_SIZE = 4
 
 
 class _OnnxGraph(NamedTuple):
@@ -69,10 +74,13 @@ def check_onnx(m: ModelView) -> Iterator[Hit]:
             continue
         yield from _onnx_target(m, version, proto)
         yield from _onnx_names(m, graph)
+        m_loaded = _as_autocompleted(m, graph)  # what the backend validates, after its auto-complete
+        yield from _onnx_controls(m_loaded, graph)
+        yield from _onnx_input_count(m, graph)
         for kind, tensors, known in _onnx_pairs(m, graph):
             for t in tensors:
                 if t.name in known:
-                    yield from _onnx_tensor(m, f"{kind} '{t.name}'", t, *known[t.name])
+                    yield from _onnx_tensor(m_loaded, f"{kind} '{t.name}'", t, *known[t.name])
         yield from _onnx_autofill(m, graph)
         yield from _onnx_int8(m, graph)
 
@@ -109,6 +117,68 @@ def _onnx_names(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
         yield "onnx-input-missing", (f"ONNX graph input '{name}' is not in the configuration "
                                      f"({len(m.cfg.input)} configured inputs, {len(graph.inputs)} in the "
                                      "model): the backend refuses to load")
+
+
+def _onnx_controls(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
+    """onnxruntime r24.10 onnxruntime.cc ValidateBooleanSequenceControl / ValidateTypedSequenceControl: each
+    control tensor is a graph input of shape [1] (after the batch dimension) in the control's data type."""
+    for kind, (name, dtype) in control_tensors(m.cfg).items():
+        label = f"sequence control '{name}' ({kind})"
+        if name and name not in graph.inputs:
+            yield "onnx-control-input", (f"{label} is not an input of the ONNX graph ({fmt_list(graph.inputs)}): "
+                                         "the backend refuses to load")
+            continue
+        model_type, dims = graph.inputs.get(name, (dtype, None))
+        if dims is not None and (dims[1:] if m.mbs > 0 else dims) != [1]:
+            yield "onnx-control-input", (f"{label} has model shape {fmt_shape(dims)}: expected [1] after the batch "
+                                         f"dimension (max_batch_size {m.mbs})")
+        elif dtype != "TYPE_INVALID" and model_type != dtype:  # TYPE_INVALID: a sequence-control finding
+            yield "onnx-control-input", f"{label} is {dtype} in the configuration but {model_type} in the model"
+
+
+def _onnx_input_count(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
+    """onnxruntime r24.10 onnxruntime.cc ModelInstanceState / ValidateInputs: the graph has exactly one input per
+    configured input (optional ones excepted), batch_input, control kind and state. Reported where the names
+    already agree (a name the graph lacks, or one it has and the configuration does not, is reported above), so
+    it is a name given twice: a batch_input target_name, control or state named like an input, or a second
+    target_name in one batch_input."""
+    if not m.cfg.input and not m.cfg.batch_input:
+        return  # inputs left to auto-complete: config-autocomplete
+    inputs = [t.name for t in m.cfg.input if not t.optional]
+    controls = [name for name, _ in control_tensors(m.cfg).values()]
+    states = [s.input_name for s in m.cfg.sequence_batching.state]
+    targets = [n for b in m.cfg.batch_input for n in b.target_name]
+    if {*inputs, *controls, *states, *targets} != set(graph.inputs):
+        return
+    expected = len(inputs) + len(m.cfg.batch_input) + len(controls) + len(states)
+    if expected != len(graph.inputs):
+        parts = zip((len(inputs), len(m.cfg.batch_input), len(controls), len(states)),
+                    ("inputs", "batch_input", "control kinds", "states"), strict=True)
+        counted = " + ".join(f"{n} {what}" for n, what in parts if n)
+        yield "onnx-input-count", (f"the configuration accounts for {expected} model inputs ({counted}) but the "
+                                   f"ONNX graph has {len(graph.inputs)} ({fmt_list(graph.inputs)}): the backend "
+                                   "refuses to load; a name is given twice")
+
+
+def _as_autocompleted(m: ModelView, graph: _OnnxGraph) -> ModelView:
+    """The model with the max_batch_size auto-complete gives it, if it changes it (see _onnx_autofill)."""
+    if not (m.autocomplete and _autocompletes(m) and m.mbs == 0 and not _unbatchable(graph)):
+        return m
+    cfg = pb.ModelConfig()
+    cfg.CopyFrom(m.cfg)
+    cfg.max_batch_size = _AUTOFILL_MAX_BATCH_SIZE
+    return replace(m, cfg=cfg)
+
+
+def _autocompletes(m: ModelView) -> bool:
+    """onnxruntime.cc AutoCompleteConfig runs unless inputs (batch inputs count) and outputs are listed."""
+    return not ((m.cfg.input or m.cfg.batch_input) and m.cfg.output)
+
+
+def _unbatchable(graph: _OnnxGraph) -> list[str]:
+    """The model tensors without a dynamic first dimension (onnxruntime.cc AutoCompleteMaxBatch)."""
+    shapes = {name: dims for name, (_, dims) in (*graph.inputs.items(), *graph.outputs.items())}
+    return sorted(name for name, dims in shapes.items() if not dims or dims[0] != -1)
 
 
 def _onnx_tensor(
@@ -156,13 +226,23 @@ def _rank_hit(m: ModelView, label: str, dims: list[int], full: list[int], model_
 
 
 def _onnx_autofill(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
-    if m.cfg.input and m.cfg.output:
+    """onnxruntime r24.10 onnxruntime.cc AutoCompleteConfig / AutoCompleteMaxBatch / AutoCompleteIO: with
+    auto-complete on it replaces an empty input or output list with the model's (never single fields of a
+    listed tensor) and, when every model tensor can batch, sets max_batch_size 0 to 4."""
+    if not _autocompletes(m):
         return  # the backend skips auto-complete when both are listed (onnxruntime_backend#113)
-    missing = "inputs" if not m.cfg.input else "outputs"
+    missing = "outputs" if m.cfg.input or m.cfg.batch_input else "inputs"
+    if not m.autocomplete and missing == "inputs":  # ValidateInputs: "configuration expects 0 inputs"
+        yield "config-autocomplete", ("the configuration lists no inputs and auto-complete is off "
+                                      "(--disable-auto-complete-config): the backend refuses it; list them")
+    elif not m.autocomplete:  # ValidateOutputs checks only the outputs listed
+        yield "outputs-missing", ("the configuration lists no outputs and auto-complete is off "
+                                  "(--disable-auto-complete-config): Triton loads the model without outputs; list them")
+    if not m.autocomplete:
+        return
     yield "config-autocomplete", (f"the configuration lists no {missing}: the onnxruntime backend fills them "
                                   "in from the model, never with --disable-auto-complete-config; list them")
-    shapes = {name: dims for name, (_, dims) in (*graph.inputs.items(), *graph.outputs.items())}
-    fixed = sorted(name for name, dims in shapes.items() if not dims or dims[0] != -1)
+    fixed = _unbatchable(graph)
     if m.mbs > 0 and fixed:
         yield "fixed-batch-dim", (f"max_batch_size is {m.mbs} but model tensor '{fixed[0]}' has no dynamic "
                                   "first dimension: auto-complete fails ('model does not support batching')")

@@ -15,6 +15,8 @@ from ..datatypes import BY_CONFIG
 from .backends import resolve_backend
 from .codes import Hit
 from .model import ModelView, artifact, fmt_list, fmt_shape, read_configs, trt_accelerators
+from .ragged import check_batch_io
+from .sequence import check_sequence_batching
 
 _PRECISION_MODES = ("FP32", "FP16", "BF16", "INT8")
 
@@ -85,6 +87,22 @@ def check_python_code(m: ModelView) -> Iterator[Hit]:
                                         "user's rights (python backend): review it before serving")
 
 
+def _defines_auto_complete(m: ModelView) -> bool:
+    """Whether a loaded version's model.py gives TritonPythonModel an auto_complete_config, which the python
+    backend runs when auto-complete is on and which may fill in inputs and outputs (pb_utils add_input)."""
+    for v in m.loaded_versions:
+        path = artifact(m.path / str(v), m.model_filename)
+        try:
+            body = ast.parse(path.read_bytes()).body if path else []
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in body:
+            if isinstance(node, ast.ClassDef) and node.name == "TritonPythonModel" and any(
+                    isinstance(f, ast.FunctionDef) and f.name == "auto_complete_config" for f in node.body):
+                return True
+    return False
+
+
 def _holds_code(path: Path) -> bool:
     """False only for a file that runs nothing when imported: blank, comments, a docstring."""
     try:
@@ -116,10 +134,19 @@ def python_backend_models(repo: Path | str) -> list[str]:
 
 
 def check_io(m: ModelView) -> Iterator[Hit]:
+    fillable = m.backend == "python" and _defines_auto_complete(m)
     for kind, tensors in (("input", m.cfg.input), ("output", m.cfg.output)):
         seen: set[str] = set()
         for t in tensors:
             label = f"{kind} '{t.name}'"
+            unset = " or ".join(f for f, no in (("data_type", not t.data_type), ("dims", not t.dims)) if no)
+            if fillable and t.name and unset:  # with auto-complete on, core's ValidateIOShape runs after it
+                yield "tensor-autocomplete", (
+                    f"{label} has no {unset}: model.py's auto_complete_config may fill it in" if m.autocomplete
+                    else f"{label} has no {unset} and auto-complete is off (--disable-auto-complete-config): "
+                    "core refuses it; model.py's auto_complete_config does not run")
+                seen.add(t.name)
+                continue
             if not t.name or t.data_type == pb.TYPE_INVALID:
                 missing = "name" if not t.name else "data_type"
                 yield "tensor-field-missing", f"{kind} '{t.name or '?'}' must specify '{missing}'"
@@ -218,6 +245,13 @@ def check_instance_groups(m: ModelView) -> Iterator[Hit]:
         elif group.gpus and group.kind in (pb.ModelInstanceGroup.KIND_CPU, pb.ModelInstanceGroup.KIND_MODEL):
             yield "instance-gpus", (f"{label} has kind {kind} but lists gpus {fmt_shape(group.gpus)}; only "
                                     "KIND_GPU takes gpus")
+        elif group.gpus and group.kind == pb.ModelInstanceGroup.KIND_AUTO:
+            # core r24.10 model_config_utils.cc NormalizeInstanceGroup turns KIND_AUTO into KIND_CPU where a
+            # listed GPU is missing, then ValidateInstanceGroup refuses gpus on a KIND_CPU group. Which GPUs the
+            # serving machine has (KIND_GPU ids too: "invalid or unsupported gpu id") is not known statically.
+            yield "instance-auto-gpus", (f"{label} has kind KIND_AUTO (kind omitted) and gpus "
+                                         f"{fmt_shape(group.gpus)}: on a machine without these GPUs (any CPU-only "
+                                         "one) Triton makes it KIND_CPU and then refuses its gpus; set kind: KIND_GPU")
 
 
 # --- optimization and warmup ---------------------------------------------------------------------------
@@ -357,4 +391,5 @@ def _ensemble_dataflow(cfg: pb.ModelConfig) -> Iterator[Hit]:
 
 
 RULES = (check_name, check_versions, check_manifest, check_model_files, check_labels, check_python_code, check_io,
-         check_batching, check_instance_groups, check_optimization, check_warmup, check_ensemble)
+         check_batch_io, check_batching, check_sequence_batching, check_instance_groups, check_optimization,
+         check_warmup, check_ensemble)

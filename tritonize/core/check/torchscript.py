@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..loader import summary
 from .codes import Hit
-from .model import ModelView
+from .model import ModelView, fmt_list
+from .sequence import CORRID, CORRID_TYPES, control_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -20,6 +21,39 @@ def _named_index(name: str) -> int | None:
     """The index of a ``<name>__<index>`` tensor name (split at the first ``__``, as the backend does)."""
     _, sep, tail = name.partition("__")
     return int(tail) if sep and tail.isascii() and tail.isdigit() else None
+
+
+# pytorch_backend r24.10 libtorch_utils.cc ModelConfigDataTypeToTorchType: what a control tensor may be
+_TORCH_TYPES = frozenset({"TYPE_BOOL", "TYPE_UINT8", "TYPE_INT8", "TYPE_INT16", "TYPE_INT32", "TYPE_INT64",
+                          "TYPE_FP16", "TYPE_FP32", "TYPE_FP64"})
+
+
+def _follows_named_index(name: str) -> bool:
+    """<name>__<index> as libtorch.cc GetNamingConvention tests it: digits (or nothing) after the first ``__``."""
+    _, sep, tail = name.partition("__")
+    return bool(sep) and all(c in "0123456789" for c in tail)
+
+
+def _torch_sequence(m: ModelView) -> Iterator[Hit]:
+    """libtorch.cc ValidateBooleanSequenceControl / ValidateTypedSequenceControl and GetNamingConvention: with
+    sequence_batching (its state list is always present to the backend) every control, output and state tensor
+    is <name>__<index>, and a CORRID control is of a type PyTorch has."""
+    if not m.cfg.HasField("sequence_batching"):
+        return
+    for kind, (name, dtype) in control_tensors(m.cfg).items():
+        if name and not _follows_named_index(name):
+            yield "torch-sequence-naming", (f"sequence control '{name}' ({kind}) does not follow <name>__<index> "
+                                            "(e.g. START__1): the pytorch backend refuses to load")
+        if kind == CORRID and dtype in CORRID_TYPES and dtype not in _TORCH_TYPES:
+            yield "torch-control-dtype", (f"sequence control '{name}' ({kind}) data_type {dtype}: PyTorch has no "
+                                          "such type; use TYPE_INT64 or TYPE_INT32")
+    state = m.cfg.sequence_batching.state
+    names = [("output", t.name) for t in m.cfg.output] + [("state", n) for s in state for n in (
+        s.input_name, s.output_name)]
+    bad = [f"{what} '{name}'" for what, name in names if not _follows_named_index(name)]
+    if bad:
+        yield "torch-sequence-naming", (f"{', '.join(bad)} of a sequence-batching model does not follow "
+                                        "<name>__<index>: the pytorch backend refuses to load")
 
 
 def _forward_args(module: torch.jit.ScriptModule) -> list[tuple[str, str]]:
@@ -32,6 +66,7 @@ def check_torchscript(m: ModelView) -> Iterator[Hit]:
 
     Without the torch package it raises ModuleNotFoundError before reading a file: check reports that as
     reader-missing, not as an unreadable file."""
+    yield from _torch_sequence(m)
     for t in m.cfg.output:
         if _named_index(t.name) is None:
             yield "torch-output-name", (f"output '{t.name}' does not follow <name>__<index> (e.g. "
@@ -78,9 +113,17 @@ def file_format(path: Path) -> int | None:
 def _torch_inputs(m: ModelView, args: list[str]) -> Iterator[Hit]:
     names = [t.name for t in m.cfg.input]
     signature = f"forward({', '.join(args)})"
-    if len(names) != len(args):
-        yield "torch-input-count", (f"the configuration has {len(names)} inputs but {signature} takes "
+    # libtorch.cc ModelInstanceState: inputs + batch inputs + one per control kind + states
+    extra = (len(m.cfg.batch_input) + len(control_tensors(m.cfg)) + len(m.cfg.sequence_batching.state))
+    if len(names) + extra != len(args):
+        more = f" (+ {extra} batch input, control and state tensors)" if extra else ""
+        yield "torch-input-count", (f"the configuration has {len(names)} inputs{more} but {signature} takes "
                                     f"{len(args)}: the backend refuses to load")
+    if m.cfg.HasField("sequence_batching") and names and (
+            all(name in args for name in names) or not all(_follows_named_index(name) for name in names)):
+        yield "torch-sequence-naming", (f"inputs ({fmt_list(names)}) of a sequence-batching model must all be "
+                                        f"<name>__<index> (e.g. INPUT__0; {signature} argument names do not "
+                                        "count there): the pytorch backend refuses to load")
     by_arg = [name for name in names if name in args]
     by_index = []
     for name in names:
