@@ -102,6 +102,19 @@ def pair_ts() -> bytes:
     return _torchscript(_Pair(), torch.zeros(2, 4), torch.zeros(2, 4))
 
 
+class _Upper(torch.nn.Module):
+    def forward(self, text: list[str]) -> list[str]:
+        return [t.upper() for t in text]
+
+
+@functools.cache
+def upper_ts() -> bytes:
+    """List[str] -> List[str]: scripted, since tracing cannot take strings."""
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(_Upper()), buffer)
+    return buffer.getvalue()
+
+
 def with_file_format(archive: bytes, version: int) -> bytes:
     """The same TorchScript archive recording another file format version (what torch.jit.load checks first)."""
     out = io.BytesIO()
@@ -123,6 +136,9 @@ FILES: dict[str, Callable[[], bytes]] = {
     "model_unreadable/m/1/model.onnx": lambda: b"this is not an ONNX protobuf\n",
     "onnx_input_missing/m/1/model.onnx": add_onnx,
     "onnx_input_count/m/1/model.onnx": add_onnx,
+    "onnx_optional_input/m/1/model.onnx": add_onnx,
+    "onnx_ragged_shape/m/1/model.onnx": linear_onnx,
+    "torch_batched_strings/m/1/model.pt": upper_ts,
     "fixed_batch_dim/m/1/model.onnx": lambda: linear_onnx(dynamic_batch=False),
     "trt_int8_qdq_with_table/m/1/model.onnx": qdq_onnx,
     "onnx_ir_too_new/m/1/model.onnx": lambda: relu_onnx(ir_version=TOO_NEW["ir_version"]),

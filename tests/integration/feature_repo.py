@@ -110,14 +110,14 @@ output [ { name: "NUMBER" data_type: TYPE_INT64 dims: [ 1 ] }, { name: "ECHO" da
     "strings_torchscript": '''backend: "pytorch"
 max_batch_size: 0
 input [ { name: "text" data_type: TYPE_STRING dims: [ -1 ] } ]
-output [ { name: "UPPER" data_type: TYPE_STRING dims: [ -1 ] }, { name: "LENGTHS" data_type: TYPE_INT64 dims: [ -1 ] } ]
+output [ { name: "UPPER__0" data_type: TYPE_STRING dims: [ -1 ] }, { name: "LENGTHS__1" data_type: TYPE_INT64 dims: [ -1 ] } ]
 ''',
     "strings_torchscript_batched": '''backend: "pytorch"
 max_batch_size: 4
 dynamic_batching { max_queue_delay_microseconds: 300000 }
 input [ { name: "text" data_type: TYPE_STRING dims: [ 1 ] reshape { shape: [ ] } } ]
-output [ { name: "UPPER" data_type: TYPE_STRING dims: [ 1 ] reshape { shape: [ ] } },
-         { name: "LENGTHS" data_type: TYPE_INT64 dims: [ 1 ] reshape { shape: [ ] } } ]
+output [ { name: "UPPER__0" data_type: TYPE_STRING dims: [ 1 ] reshape { shape: [ ] } },
+         { name: "LENGTHS__1" data_type: TYPE_INT64 dims: [ 1 ] reshape { shape: [ ] } } ]
 ''',
     "sequence_onnx": '''backend: "onnxruntime"
 max_batch_size: 2

@@ -45,6 +45,8 @@ SERVES = {
     "version_dir_ignored", "manifest_incomplete",
     "tensor_autocomplete",  # its model.py's auto_complete_config fills in the data_type the config leaves out
     "torch_output_name",  # the native pytorch backend maps other output names by position, silently
+    "torch_input_name",  # ... and such input names by config order
+    "torch_batched_strings",  # loads; the warning is about what a batch of requests gets back
 }
 
 IDENTITY_MODEL = STUB_PREAMBLE + '''

@@ -15,6 +15,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from tritonize.core.check import check_repository
 from tritonize.deploy.local import LocalTriton
 
 from .feature_repo import strings, write_feature_repo
@@ -114,7 +115,7 @@ def test_the_answers_are_what_the_models_compute(answers: dict[str, dict[str, An
     assert native["strings_onnx bad"]["message"].startswith("onnx runtime error 6: ")
     assert native["optional_onnx bad shape"]["error"] == "StatusCode.INVALID_ARGUMENT"
     # TorchScript strings are bytes: len() counts them, upper() leaves the two bytes of é alone
-    assert native["strings_torchscript"] == {"UPPER": [b"H\xc3\xa9LLO!", b"A!", b"!"], "LENGTHS": [6, 1, 0]}
+    assert native["strings_torchscript"] == {"UPPER__0": [b"H\xc3\xa9LLO!", b"A!", b"!"], "LENGTHS__1": [6, 1, 0]}
     assert native["sequence_onnx step 2"] == [{"OUTPUT": [[1000 + 100 + 6 + 110000]]},
                                               {"OUTPUT": [[1000 + 100 + 60 + 120000]]}]
     assert native["sequence_onnx step 0"][0] == {"OUTPUT": [[1000 + 10 + 1 + 110000]]}
@@ -124,13 +125,13 @@ def test_the_answers_are_what_the_models_compute(answers: dict[str, dict[str, An
     assert native["optional_onnx given"] == {"Y": [1.5, 2.5]}
     assert native["strings_onnx batches"] == [(1, 1), (4, 1)]
     # r24.10's pytorch backend hands every request of a batch the first request's strings; the stand-in too
-    assert [a["UPPER"] for a in native["strings_torchscript_batched"]] == [[[b"AB!"]]] * 3
+    assert [a["UPPER__0"] for a in native["strings_torchscript_batched"]] == [[[b"AB!"]]] * 3
 
 
 def test_strings_that_are_not_utf8_serve_only_natively(answers: dict[str, dict[str, Any]]) -> None:
     """Pinned difference: the stand-ins hand strings to ONNX Runtime's and torch's Python APIs, which take str;
     bytes that are not UTF-8 fail the request with a message that says so."""
-    assert answers["native"]["strings_torchscript not utf-8"] == {"UPPER": [b"\xff!"], "LENGTHS": [1]}
+    assert answers["native"]["strings_torchscript not utf-8"] == {"UPPER__0": [b"\xff!"], "LENGTHS__1": [1]}
     refused = answers["stand-in"]["strings_torchscript not utf-8"]
     assert refused["error"] == "StatusCode.INTERNAL" and "not UTF-8" in refused["message"]
 
@@ -142,3 +143,13 @@ def test_a_failed_execution_counts_only_on_the_stand_in(answers: dict[str, dict[
     assert answers["stand-in"]["strings_onnx batches"] == [(1, 2), (4, 1)]
     assert answers["native"]["strings_onnx counts"] == ("5", "2")
     assert answers["stand-in"]["strings_onnx counts"] == ("6", "3")
+
+
+@pytest.mark.parametrize("autocomplete", [True, False])
+def test_check_finds_no_error_in_what_serves_natively(tmp_path: Path, autocomplete: bool) -> None:
+    """check's rules for ragged batching, sequence controls and state, optional and string tensors agree with
+    the native backends on a repository they serve; its warnings are the batched-strings quirk and python code."""
+    findings = check_repository(write_feature_repo(tmp_path / "repo"), autocomplete=autocomplete)
+    assert sorted((f.severity, f.model, f.code) for f in findings) == [
+        ("warning", "python_bytes", "python-model-code"),
+        ("warning", "strings_torchscript_batched", "torch-batched-strings")]

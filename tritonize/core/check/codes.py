@@ -107,6 +107,9 @@ CODES: tuple[Code, ...] = (
     Code("onnx-input-count", "error", "inputs (less optional ones) + batch inputs + control kinds + states "
          "differ in number from the ONNX graph's inputs, e.g. a batch_input target named like an input "
          "(onnxruntime.cc ValidateInputs)"),
+    Code("onnx-optional-input", "error", "an optional input with max_batch_size > 0, with allow_ragged_batch, or "
+         "that is a required graph input rather than an initializer: the onnxruntime backend refuses it"),
+    Code("onnx-ragged-shape", "error", "an allow_ragged_batch input whose ONNX shape is not [-1]"),
     Code("batch-dim-in-dims", "error", "max_batch_size > 0 and dims already include the batch dimension "
          "(server#1545, server#6529)"),
     Code("fixed-batch-dim", "error", "max_batch_size > 0 but the model's first dimension is fixed "
@@ -127,6 +130,8 @@ CODES: tuple[Code, ...] = (
     Code("torch-mixed-naming", "warning", "inputs mix forward() names and <name>__<index>: config order"),
     Code("torch-input-count", "error", "inputs + batch inputs + control kinds + states differ in number from "
          "forward()'s arguments"),
+    Code("torch-batched-strings", "warning", "a TorchScript TYPE_STRING output with max_batch_size > 0: the r24.10 "
+         "pytorch backend hands every request of a batch the first request's strings"),
     Code("torch-sequence-naming", "error", "a sequence-batching TorchScript model whose inputs, outputs, state "
          "or control tensors are not all <name>__<index> (forward() argument names are refused there: "
          "libtorch.cc GetNamingConvention, ValidateBooleanSequenceControl)"),
@@ -156,13 +161,14 @@ _WITHOUT_AUTOCOMPLETE = {c.id: c.without_autocomplete for c in CODES if c.withou
 
 # What the native onnxruntime / pytorch backends themselves refuse when they load a model. The local
 # stand-in backends (tritonize.deploy) apply exactly these rules, so a repository fails there as it fails in
-# the NGC image. Not among them: torch-output-name (the native backend maps other names by position) and
-# reader-missing (a gap in tritonize's environment, not in the model).
+# the NGC image. Not among them: torch-output-name and torch-input-name (the native backend maps such names by
+# position / config order: check flags them, the stand-in serves them as the NGC image does) and reader-missing
+# (a gap in tritonize's environment, not in the model).
 BACKEND_LOAD_CODES = frozenset({
     "model-file-missing", "model-unreadable", "onnx-unknown-tensor", "onnx-input-missing", "onnx-dtype",
-    "batch-dim-in-dims", "fixed-batch-dim", "rank-mismatch", "dim-mismatch", "torch-input-name",
-    "torch-input-count", "onnx-control-input", "onnx-input-count", "torch-sequence-naming", "torch-control-dtype",
-    "onnx-ir-too-new", "onnx-opset-too-new", "torchscript-too-new",
+    "onnx-optional-input", "onnx-ragged-shape", "batch-dim-in-dims", "fixed-batch-dim", "rank-mismatch",
+    "dim-mismatch", "torch-input-count", "onnx-control-input", "onnx-input-count", "torch-sequence-naming",
+    "torch-control-dtype", "onnx-ir-too-new", "onnx-opset-too-new", "torchscript-too-new",
 })
 
 

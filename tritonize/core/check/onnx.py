@@ -30,6 +30,7 @@ class _OnnxGraph(NamedTuple):
     inputs: dict[str, tuple[str, list[int] | None]]  # name -> (TYPE_* name, dims: -1 dynamic, None unknown)
     outputs: dict[str, tuple[str, list[int] | None]]
     ops: frozenset[str]
+    initializers: dict[str, tuple[str, list[int] | None]]  # overridable: graph inputs with an initializer
 
 
 def _onnx_graph(model: onnx.ModelProto) -> _OnnxGraph:
@@ -42,7 +43,8 @@ def _onnx_graph(model: onnx.ModelProto) -> _OnnxGraph:
         return _onnx_type(tensor.elem_type), dims if tensor.HasField("shape") else None
 
     return _OnnxGraph({vi.name: info(vi) for vi in graph.input if vi.name not in initializers},
-                      {vi.name: info(vi) for vi in graph.output}, frozenset(n.op_type for n in graph.node))
+                      {vi.name: info(vi) for vi in graph.output}, frozenset(n.op_type for n in graph.node),
+                      {vi.name: info(vi) for vi in graph.input if vi.name in initializers})
 
 
 def _onnx_type(elem_type: int) -> str:
@@ -77,9 +79,13 @@ def check_onnx(m: ModelView) -> Iterator[Hit]:
         m_loaded = _as_autocompleted(m, graph)  # what the backend validates, after its auto-complete
         yield from _onnx_controls(m_loaded, graph)
         yield from _onnx_input_count(m, graph)
+        yield from _onnx_optional_ragged(m_loaded, graph)
+        # shapes the backend does not compare: ragged inputs (above) and scattered batch outputs
+        unshaped = ({t.name for t in m.cfg.input if t.allow_ragged_batch}
+                    | {n for b in m.cfg.batch_output for n in b.target_name})
         for kind, tensors, known in _onnx_pairs(m, graph):
             for t in tensors:
-                if t.name in known:
+                if t.name in known and t.name not in unshaped:
                     yield from _onnx_tensor(m_loaded, f"{kind} '{t.name}'", t, *known[t.name])
         yield from _onnx_autofill(m, graph)
         yield from _onnx_int8(m, graph)
@@ -98,8 +104,29 @@ def _onnx_target(m: ModelView, version: int, model: onnx.ModelProto) -> Iterator
 def _onnx_pairs(
     m: ModelView, graph: _OnnxGraph
 ) -> tuple[tuple[str, Iterable[Tensor], dict[str, tuple[str, list[int] | None]]], ...]:
-    """(kind, configured tensors, graph tensors) for inputs, then outputs."""
-    return ("input", m.cfg.input, graph.inputs), ("output", m.cfg.output, graph.outputs)
+    """(kind, configured tensors, graph tensors) for inputs, then outputs. A request may give an overridable
+    initializer as an input (onnxruntime.cc ValidateInputs merges them into the inputs)."""
+    return ("input", m.cfg.input, {**graph.inputs, **graph.initializers}), ("output", m.cfg.output, graph.outputs)
+
+
+def _onnx_optional_ragged(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:
+    """onnxruntime.cc ValidateInputs: optional inputs only without batching and only as initializers (the input
+    count excludes every optional input), ragged inputs only of model shape [-1] and never optional."""
+    for t in m.cfg.input:
+        label = f"input '{t.name}'"
+        if t.optional and m.mbs != 0:
+            yield "onnx-optional-input", (f"{label} is optional but max_batch_size is {m.mbs}: the backend refuses "
+                                          "optional inputs for models that support batching")
+        elif t.optional and t.allow_ragged_batch:
+            yield "onnx-optional-input", f"{label} is optional and allow_ragged_batch: the backend refuses both"
+        elif t.optional and t.name in graph.inputs:
+            yield "onnx-optional-input", (
+                f"{label} is optional but a required graph input (no initializer): the backend counts optional "
+                f"inputs as initializers and refuses ('configuration expects {len(graph.inputs) - 1} inputs, model "
+                f"provides {len(graph.inputs)}'); give it a default initializer or drop 'optional'")
+        if t.allow_ragged_batch and t.name in graph.inputs and graph.inputs[t.name][1] not in (None, [-1]):
+            yield "onnx-ragged-shape", (f"{label} has allow_ragged_batch: the model input must have shape [-1] "
+                                        f"(the whole batch, flat), it has {fmt_shape(graph.inputs[t.name][1] or [])}")
 
 
 def _onnx_names(m: ModelView, graph: _OnnxGraph) -> Iterator[Hit]:

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from tritonclient.grpc import model_config_pb2 as pb
+
 from ..loader import summary
 from .codes import Hit
 from .model import ModelView, fmt_list
@@ -72,6 +74,11 @@ def check_torchscript(m: ModelView) -> Iterator[Hit]:
             yield "torch-output-name", (f"output '{t.name}' does not follow <name>__<index> (e.g. "
                                         "OUTPUT__0): TorchScript outputs carry no names, so the backend "
                                         "maps them by position and labels can silently swap")
+        elif t.data_type == pb.TYPE_STRING and m.mbs > 0:  # libtorch.cc ReadOutputTensors, List[str] branch
+            yield "torch-batched-strings", (
+                f"output '{t.name}' is TYPE_STRING with max_batch_size {m.mbs}: the r24.10 pytorch backend copies "
+                "the first elements of the returned List[str] into every response, so each request of a batch "
+                "gets the first request's strings; serve it with max_batch_size 0 (or return a tensor)")
     artifacts = []
     for version, path in m.artifacts():  # the target's PyTorch refuses a newer archive before it reads anything
         problem = m.target.torchscript_problem(file_format(path) or 0)
