@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from .. import releases
+from ..datatypes import BY_CONFIG
 from .backends import default_file
 from .codes import Hit
 
@@ -134,6 +136,22 @@ def artifact(version_dir: Path, filename: str) -> Path | None:
 def trt_accelerators(cfg: pb.ModelConfig) -> list[Accelerator]:
     accelerators = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     return [a for a in accelerators if a.name == "tensorrt"]
+
+
+def data_file_problem(m: ModelView, folder: str, filename: str, data_type: int,
+                      dims: list[int]) -> tuple[str, str] | None:
+    """What core refuses about a tensor's data file in ``<model>/<folder>/`` (warmup inputs, initial states):
+    ("missing", message) or ("short", message); strings are length-prefixed, so any size can be right for them."""
+    path = m.path / folder / filename
+    if not path.is_file():
+        return "missing", f"'{filename}' is not in '{m.name}/{folder}/'"
+    dtype = BY_CONFIG.get(pb.DataType.Name(data_type))
+    if dtype is None or dtype.is_string or -1 in dims:
+        return None
+    need, size = math.prod(dims) * dtype.numpy.itemsize, path.stat().st_size
+    if size < need:
+        return "short", f"'{filename}' has {size} bytes but {dtype} dims {fmt_shape(dims)} need {need}"
+    return None
 
 
 def fmt_shape(dims: Iterable[int]) -> str:

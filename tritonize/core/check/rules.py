@@ -4,17 +4,15 @@ NormalizeInstanceGroup, ValidateEnsembleSchedulingConfig, GenerateWarmupData, Ve
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as pb
 
 from .. import formats, manifest
-from ..datatypes import BY_CONFIG
 from .backends import resolve_backend
 from .codes import Hit
-from .model import ModelView, artifact, fmt_list, fmt_shape, read_configs, trt_accelerators
+from .model import ModelView, artifact, data_file_problem, fmt_list, fmt_shape, read_configs, trt_accelerators
 from .ragged import check_batch_io
 from .sequence import check_sequence_batching
 
@@ -299,18 +297,10 @@ def _warmup_input(m: ModelView, label: str, data: pb.ModelWarmup.Input) -> Itera
         yield "warmup-input-invalid", f"{label} dims {fmt_shape(dims)} must be fully specified (no -1)"
     if source != "input_data_file":
         return
-    path = m.path / "warmup" / data.input_data_file
-    if not path.is_file():
-        yield "warmup-file-missing", (f"{label} input_data_file '{data.input_data_file}' is not in "
-                                      f"'{m.name}/warmup/'")
-        return
-    dtype = BY_CONFIG.get(pb.DataType.Name(data.data_type))
-    if dtype is None or dtype.is_string or -1 in dims:
-        return  # strings are length-prefixed: any size can be right
-    need, size = math.prod(dims) * dtype.numpy.itemsize, path.stat().st_size
-    if size < need:
-        yield "warmup-input-invalid", (f"{label} input_data_file '{data.input_data_file}' has {size} bytes "
-                                       f"but {dtype} dims {fmt_shape(dims)} need {need}")
+    problem = data_file_problem(m, "warmup", data.input_data_file, data.data_type, dims)
+    if problem:
+        code = "warmup-file-missing" if problem[0] == "missing" else "warmup-input-invalid"
+        yield code, f"{label} input_data_file {problem[1]}"
 
 
 # --- ensembles -----------------------------------------------------------------------------------------

@@ -3,14 +3,12 @@ and implicit state. Core refuses each of these at load (errors), whatever the ba
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from ..datatypes import BY_CONFIG
 from .codes import Hit
-from .model import ModelView, fmt_shape
+from .model import ModelView, data_file_problem, fmt_shape
 
 _KIND = pb.ModelSequenceBatching.Control.Kind
 CORRID = "CONTROL_SEQUENCE_CORRID"
@@ -128,15 +126,6 @@ def _initial_data(m: ModelView, label: str, init: pb.ModelSequenceBatching.Initi
         yield "sequence-state", f"{label} initial_state sets neither zero_data nor data_file"
     if source != "data_file":
         return
-    path = m.path / "initial_state" / init.data_file
-    if not path.is_file():
-        yield "sequence-state", (f"{label} initial_state data_file '{init.data_file}' is not in "
-                                 f"'{m.name}/initial_state/'")
-        return
-    dtype = BY_CONFIG.get(pb.DataType.Name(init.data_type))
-    if dtype is None or dtype.is_string:
-        return  # core takes a string state's file as it is
-    need, size = math.prod(dims) * dtype.numpy.itemsize, path.stat().st_size
-    if size < need:
-        yield "sequence-state", (f"{label} initial_state data_file '{init.data_file}' has {size} bytes but "
-                                 f"{dtype} dims {fmt_shape(dims)} need {need}")
+    problem = data_file_problem(m, "initial_state", init.data_file, init.data_type, dims)
+    if problem:
+        yield "sequence-state", f"{label} initial_state data_file {problem[1]}"
