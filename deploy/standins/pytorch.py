@@ -29,8 +29,19 @@ class PyTorchModel(StandIn):
         self.torch = torch
         self.device = f"cuda:{self.device_id}" if self.gpu and torch.cuda.is_available() else "cpu"
         self.module = torch.jit.load(str(path), map_location=self.device).eval()
-        self.inference_mode = params.get("INFERENCE_MODE", "true") == "true"
-        self.optimized = params.get("DISABLE_OPTIMIZED_EXECUTION", "false") != "true"
+        # libtorch.cc ModelState's parameters and defaults (r24.10); the JIT switches change nothing unless set.
+        # The native backend sets them before each execution, as they are process-wide: a stand-in's stub runs
+        # one instance, so once is the same. ENABLE_WEIGHT_SHARING has no meaning across stub processes.
+        self.inference_mode = _flag(params, "INFERENCE_MODE", True)
+        self.optimized = not _flag(params, "DISABLE_OPTIMIZED_EXECUTION", False)
+        self.cache_cleaning = _flag(params, "ENABLE_CACHE_CLEANING", False) and self.device != "cpu"
+        for key, switch in (("ENABLE_JIT_PROFILING", torch._C._jit_set_profiling_mode),
+                            ("ENABLE_JIT_EXECUTOR", torch._C._jit_set_profiling_executor),
+                            ("ENABLE_TENSOR_FUSER", torch._C._jit_set_texpr_fuser_enabled)):
+            if key in params:
+                switch(_flag(params, key, False))
+        if "DISABLE_CUDNN" in params:
+            torch.backends.cudnn.enabled = not _flag(params, "DISABLE_CUDNN", False)
         args = [a.name for a in self.module.forward.schema.arguments[1:]]
         self.input_order = self._positions(self.feeds, args)
         self.output_order = self._positions(self.fetches, [])
@@ -79,6 +90,8 @@ class PyTorchModel(StandIn):
         grad = torch.inference_mode() if self.inference_mode else torch.no_grad()
         with grad, torch.jit.optimized_execution(self.optimized):
             result = self.module(*args)
+        if self.cache_cleaning:
+            torch.cuda.empty_cache()
         outputs = [result] if isinstance(result, torch.Tensor) else list(result)
         if len(outputs) < len(self.fetches):
             raise ValueError(f"the model returned {len(outputs)} outputs, the configuration has "
@@ -87,3 +100,13 @@ class PyTorchModel(StandIn):
 
     def execute_error(self, exc: Exception) -> str:
         return f"PyTorch execute failure: {exc}"  # libtorch.cc Execute's wording
+
+
+def _flag(params: dict[str, str], key: str, default: bool) -> bool:
+    """A boolean parameter as backend_common.cc ParseBoolValue reads it."""
+    if key not in params:
+        return default
+    value = params[key].lower()
+    if value not in ("true", "on", "1", "false", "off", "0"):
+        raise ValueError(f"parameter {key}: got {params[key]!r}, expected true/false, on/off or 1/0")
+    return value in ("true", "on", "1")

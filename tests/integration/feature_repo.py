@@ -1,7 +1,7 @@
 """A repository of the Triton features real repositories use beyond the example models, each model a small graph
-written here (no weights): string tensors in ONNX and TorchScript, sequence batching with every control input
-and implicit state, ragged batching with batch inputs and a scattered batch output, an optional input, and a
-python-backend BYTES model. ``REQUESTS`` says what the differential test sends to each."""
+written here (no weights): string tensors in ONNX and TorchScript (the latter with the pytorch backend's JIT
+parameters), sequence batching with every control input and implicit state, ragged batching with batch inputs
+and a scattered batch output, an optional input, and a python-backend BYTES model."""
 
 from __future__ import annotations
 
@@ -109,6 +109,10 @@ output [ { name: "NUMBER" data_type: TYPE_INT64 dims: [ 1 ] }, { name: "ECHO" da
 ''',
     "strings_torchscript": '''backend: "pytorch"
 max_batch_size: 0
+parameters [ { key: "ENABLE_JIT_PROFILING" value { string_value: "false" } },
+             { key: "ENABLE_JIT_EXECUTOR" value { string_value: "off" } },
+             { key: "ENABLE_TENSOR_FUSER" value { string_value: "0" } },
+             { key: "INFERENCE_MODE" value { string_value: "FALSE" } } ]
 input [ { name: "text" data_type: TYPE_STRING dims: [ -1 ] } ]
 output [ { name: "UPPER__0" data_type: TYPE_STRING dims: [ -1 ] }, { name: "LENGTHS__1" data_type: TYPE_INT64 dims: [ -1 ] } ]
 ''',
