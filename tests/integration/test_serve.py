@@ -35,10 +35,10 @@ def test_local_triton_stops_its_stub_processes(toy_repo: Path) -> None:
 def test_strict_start_fails_with_tritons_reason(toy_repo: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     subprocess.run(["cp", "-r", str(toy_repo), str(repo)], check=True)
-    config = repo / "toy_torchscript" / "config.pbtxt"
+    config = repo / "toy_onnx" / "config.pbtxt"
     config.write_text(config.read_text().replace('name: "features"', 'name: "pixels"'))
-    with pytest.raises(ServerStartError, match=r"toy_torchscript.*input 'pixels' is neither an argument of "
-                                               r"forward\(features\)"):
+    with pytest.raises(ServerStartError, match=r"toy_onnx.*input 'pixels' is not in the ONNX graph; its inputs "
+                                               r"are: features"):
         LocalTriton(repo).start()
 
 
