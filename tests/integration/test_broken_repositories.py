@@ -25,8 +25,6 @@ CASES = Path(__file__).parents[1] / "check_repos"
 NOT_HERE = {
     "repo_missing": "not a repository",
     "backend_unknown": "a custom backend that exists nowhere",
-    "config_autocomplete": "the native onnxruntime backend auto-completes a missing config; the stand-ins do not "
-                           "(tritonize always writes complete configs; check warns)",
     "trt_int8_no_calibration": "TensorRT execution provider settings act on GPU instances only",
     "trt_int8_qdq_with_table": "as trt_int8_no_calibration",
     "trt_precision_mode": "as trt_int8_no_calibration",
@@ -47,6 +45,7 @@ SERVES = {
     "torch_output_name",  # the native pytorch backend maps other output names by position, silently
     "torch_input_name",  # ... and such input names by config order
     "torch_batched_strings",  # loads; the warning is about what a batch of requests gets back
+    "config_autocomplete",  # no config.pbtxt: onnxruntime's auto-complete (the stand-in's too) writes one
 }
 
 IDENTITY_MODEL = STUB_PREAMBLE + '''
