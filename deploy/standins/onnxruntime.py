@@ -60,8 +60,8 @@ class OnnxRuntimeModel(StandIn):
             return
         session = ort.InferenceSession(model_file, providers=["CPUExecutionProvider"])
         tensors = {"input": session.get_inputs(), "output": session.get_outputs()}
-        shapes = [[d if isinstance(d, int) else -1 for d in t.shape] for io in tensors.values() for t in io]
-        if all(shape and shape[0] == -1 for shape in shapes):
+        shapes = {t.name: [d if isinstance(d, int) else -1 for d in t.shape] for io in tensors.values() for t in io}
+        if all(shape and shape[0] == -1 for shape in shapes.values()):
             if not config.get("max_batch_size"):
                 config["max_batch_size"] = _DEFAULT_MAX_BATCH_SIZE
             if config["max_batch_size"] > 1 and "sequence_batching" not in config:
@@ -76,7 +76,7 @@ class OnnxRuntimeModel(StandIn):
                 continue
             config[key] = []
             for t in tensors[key]:
-                dims = [d if isinstance(d, int) else -1 for d in t.shape][1 if batched else 0:] or [1]
+                dims = shapes[t.name][1 if batched else 0:] or [1]
                 entry: dict[str, Any] = {"name": t.name, "data_type": _CONFIG_TYPES[t.type], "dims": dims}
                 if batched and not t.shape[1:]:
                     entry["reshape"] = {"shape": []}

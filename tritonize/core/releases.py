@@ -49,11 +49,15 @@ class Release:
 
     @property
     def onnx_ir_version(self) -> int:
-        return _ORT_LIMITS[".".join(self.onnxruntime.split(".")[:2])][0]
+        return self._ort_limits[0]
 
     @property
     def onnx_opset(self) -> int:
-        return _ORT_LIMITS[".".join(self.onnxruntime.split(".")[:2])][1]
+        return self._ort_limits[1]
+
+    @property
+    def _ort_limits(self) -> tuple[int, int]:
+        return _ORT_LIMITS[".".join(self.onnxruntime.split(".")[:2])]
 
     @property
     def torchscript_file_format(self) -> int:
