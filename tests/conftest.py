@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torchvision_cpu
+
+torchvision_cpu.apply()  # before anything imports transformers or torchvision (see its docstring)
 
 INTEGRATION = Path(__file__).resolve().parent / "integration"
 
