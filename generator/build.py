@@ -117,14 +117,17 @@ class _Fp32Exports:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.done: dict[tuple[int, str, int, bool, str], Artifact] = {}
+        self.done: dict[tuple[int, str, int, str, bool, str], Artifact] = {}
 
-    def get(self, req: ModelRequest, loaded: LoadedModel, fmt: str, opset: int) -> Artifact:
-        key = (id(loaded), fmt, opset, req.script, req.triton_version)
+    def get(self, req: ModelRequest, loaded: LoadedModel, fmt: str, like: str) -> Artifact:
+        """The FP32 ``fmt`` export with the opset and exporter of format ``like`` (the optimized one)."""
+        opset, exporter = req.options(like).opset, req.options(like).exporter
+        key = (id(loaded), fmt, opset, exporter, req.script, req.triton_version)
         if key not in self.done:
-            options = {**req.format_options, fmt: dataclasses.replace(req.options(fmt), opset=opset)}
+            own = dataclasses.replace(req.options(fmt), opset=opset, exporter=exporter)
+            options = {**req.format_options, fmt: own}
             job = ExportJob(loaded, dataclasses.replace(req, format_options=options), formats.FORMATS[fmt],
-                            self.root / str(len(self.done)), lambda base: self.get(req, loaded, base, opset))
+                            self.root / str(len(self.done)), lambda base: self.get(req, loaded, base, like))
             self.done[key] = export(job)
         return self.done[key]
 
@@ -135,9 +138,8 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
     name = req.model_name(fmt.name)
     root = stage / name
     vdir = root / str(version)
-    opset = req.options(fmt.name).opset
     _log.info(f"[{name}] exporting {fmt.name}")
-    artifact = export(ExportJob(loaded, req, fmt, vdir, lambda base: fp32_exports.get(req, loaded, base, opset)))
+    artifact = export(ExportJob(loaded, req, fmt, vdir, lambda base: fp32_exports.get(req, loaded, base, fmt.name)))
     _log.info(f"[{name}] verifying against the {loaded.kind} reference")
     report = verify(name, loaded, artifact, req.tolerance(fmt.name), req.max_batch_size, gate=not fmt.optimized)
     if artifact.warnings:
@@ -147,7 +149,7 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
     if fmt.optimized or sparsity is not None:
         _log.info(f"[{name}] accuracy gate and speed against FP32")
         optimization = judge(req, fmt.name, loaded, parent, artifact,
-                             fp32_exports.get(req, parent, fmt.fp32, opset), sparsity)
+                             fp32_exports.get(req, parent, fmt.fp32, fmt.name), sparsity)
         optimization.batch_invariance_max_abs = report.batch_invariance_max_abs
     labels = _labels(req, loaded)
     model_files = ["config.pbtxt"]

@@ -35,6 +35,7 @@ DEFAULT_OPSET = 17
 # samples (max_batch_size = 1000000 meant a million-sample warmup): 65536 is far above any real batch a
 # single request carries and still cheap to verify, so anything above it is taken for a typo.
 MAX_BATCH_SIZE = 65536
+EXPORTERS = ("torchscript", "dynamo")  # torch.onnx.export(dynamo=False) | torch.onnx.export(dynamo=True)
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, APFS): each <name>_<format> is a directory name
 
 
@@ -48,6 +49,7 @@ class FormatOptions:
     opset: int = DEFAULT_OPSET
     quantization: Quantization | None = None  # optimized formats (default: dynamic)
     accuracy_budget: float = 1.0  # points of accuracy (or of agreement without labels) an optimization may lose
+    exporter: str = "torchscript"  # ONNX formats: torch.onnx.export TorchScript-based, or "dynamo" (torch.export)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", dict(self.parameters))
@@ -55,6 +57,8 @@ class FormatOptions:
             raise SpecError("accuracy_budget", self.accuracy_budget, "percentage points in [0, 100]")
         if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not 7 <= self.opset <= 23:
             raise SpecError("opset", self.opset, "an ONNX opset between 7 and 23")
+        if self.exporter not in EXPORTERS:
+            raise SpecError("exporter", self.exporter, " or ".join(f"'{e}'" for e in EXPORTERS))
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,9 @@ class ModelRequest:
         check_scheduling(self.max_batch_size, self.dynamic_batching, self.sequence_batching)
         target = self.target
         for fmt in self.formats:
+            if self.script and self.options(fmt).exporter == "dynamo":
+                raise SpecError(f"{fmt}.exporter", "dynamo", "'torchscript' with script = true (torch.export "
+                                "captures control flow itself; it does not take a scripted module)")
             opset = self.options(fmt).opset
             if "opset" in formats.FORMATS[fmt].options and target.onnx_opset_problem(opset):
                 raise SpecError(f"{fmt}.opset", opset, f"at most {target.onnx_opset}, the highest opset "
@@ -142,6 +149,10 @@ class ModelRequest:
 
 def _check_optimized_options(fmt: str, opts: FormatOptions) -> None:
     """Quantization settings only on formats that take them; TensorRT INT8 only where TensorRT can run it."""
+    if opts.exporter != "torchscript" and "exporter" not in formats.FORMATS[fmt].options:
+        takes = [f.name for f in formats.FORMATS.values() if "exporter" in f.options]
+        raise SpecError("exporter", opts.exporter, "the default 'torchscript' (only " + " and ".join(takes)
+                        + " choose an ONNX exporter)")
     if opts.quantization is not None and "quantization" not in formats.FORMATS[fmt].options:
         takes = [f.name for f in formats.FORMATS.values() if "quantization" in f.options]
         raise SpecError("quantization", "set", "quantization settings only on " + " or ".join(takes))

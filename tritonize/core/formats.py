@@ -145,11 +145,11 @@ _TORCHSCRIPT_TOLERANCE = Tolerance(atol=1e-5, rtol=1e-4, min_cosine=0.99999, min
 _TORCHSCRIPT_EQUAL = "tritonize.generator.exporters.torchscript:equivalent"
 
 register(Format("onnx", ONNXRUNTIME, "tritonize.generator.exporters.onnx:export_onnx", _ONNX_TOLERANCE,
-                options=("opset",), default=True))
+                options=("opset", "exporter"), default=True))
 register(Format("torchscript", PYTORCH, "tritonize.generator.exporters.torchscript:export_torchscript",
                 _TORCHSCRIPT_TOLERANCE, equivalent=_TORCHSCRIPT_EQUAL, default=True))
 register(Format("onnx-int8", ONNXRUNTIME, "tritonize.generator.exporters.onnx_int8:export_onnx_int8",
-                _ONNX_TOLERANCE, base="onnx", options=("opset", "quantization")))
+                _ONNX_TOLERANCE, base="onnx", options=("opset", "exporter", "quantization")))
 register(Format("torchscript-int8", PYTORCH,
                 "tritonize.generator.exporters.torchscript_int8:export_torchscript_int8", _TORCHSCRIPT_TOLERANCE,
                 base="torchscript", options=("quantization",), cpu_only=True, equivalent=_TORCHSCRIPT_EQUAL))
