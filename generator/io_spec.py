@@ -7,15 +7,19 @@ Dims follow Triton's config convention: without the batch dimension when the mod
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from tritonize.core.datatypes import DataType, from_numpy, parse_data_type
+from tritonize.core.log import logger
 
 from .config_spec import TENSOR_NAME_RE, TensorConfig, check_name
 from .errors import SpecError
+
+_log = logger(__name__)
 
 DEFAULT_INT_RANGE = (0, 10)
 
@@ -82,6 +86,11 @@ def model_dims(shape: tuple[int, ...], batching: bool) -> tuple[int, ...]:
     return tuple(shape[1:]) if batching else tuple(shape)
 
 
+def resized(array: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """``array`` cut or repeated cyclically along ``axis`` to ``size`` (token ids stay token ids)."""
+    return np.take(array, np.arange(size) % array.shape[axis], axis=axis)
+
+
 def infer_inputs(
     names: list[str],
     examples: Mapping[str, np.ndarray] | None,
@@ -117,6 +126,71 @@ def infer_inputs(
                                 f"{batching}); use -1 for variable dims")
             dims = decl.dims
         result.append(TensorIO(name, dtype, dims, decl.range))
+    return result
+
+
+def probe_dims(
+    examples: Mapping[str, np.ndarray],
+    declared: Mapping[str, DeclaredTensor],
+    batching: bool,
+    run: Callable[[Mapping[str, np.ndarray]], list[np.ndarray]],
+) -> dict[str, DeclaredTensor]:
+    """Declarations freeing the dims that examples would fix, where the model also runs at other sizes.
+
+    Integer inputs (token ids, masks): dims of one size change together (ids and their mask); where the model
+    runs and its outputs keep their count, ranks and batch, those dims become -1 (logged). Float inputs (images)
+    keep the example's dims; where some also run at other sizes, one warning names them and the flag that frees
+    them. Declared dims always win: only undeclared inputs are probed."""
+    free = [n for n in examples if declared.get(n, DeclaredTensor(n)).dims is None]
+    reference = run(examples)
+    offset = 1 if batching else 0
+
+    def runs(changes: list[tuple[str, int]], size: int) -> bool:
+        batch = dict(examples)
+        for name, axis in changes:
+            batch[name] = resized(batch[name], axis + offset, size)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outputs = run(batch)
+        except Exception:
+            return False
+        return len(outputs) == len(reference) and all(
+            a.ndim == b.ndim and (not batching or a.shape[:1] == b.shape[:1]) for a, b in zip(outputs, reference))
+
+    def other(size: int) -> int:
+        return size + max(1, size // 3)
+
+    variable: dict[str, set[int]] = {}
+    ints = [n for n in examples if examples[n].dtype.kind in "iub"]
+    dims = {n: list(model_dims(examples[n].shape, batching)) for n in examples}
+    for size in sorted({d for n in ints if n in free for d in dims[n] if d > 1}):  # a length-1 dim: no sequence
+        changes = [(n, i) for n in ints for i, d in enumerate(dims[n])
+                   if d == size and (n in free or (declared[n].dims or ())[i:i + 1] == (-1,))]
+        if not runs(changes, other(size)):
+            continue
+        for name, i in changes:
+            if name in free:
+                variable.setdefault(name, set()).add(i)
+        freed = [n for n in examples if n in free and any(c[0] == n for c in changes)]
+        example = freed[0]
+        _log.info(f"inputs {', '.join(freed)}: dims of size {size} are variable (the model ran at {size} and "
+                  f"{other(size)}); --input {example}:{examples[example].dtype.name}:"
+                  f"{','.join(map(str, dims[example]))} keeps the example's")
+    for name in free:
+        if examples[name].dtype.kind != "f":
+            continue
+        movable = [i for i, d in enumerate(dims[name]) if runs([(name, i)], other(d))]
+        if movable:
+            flag = ",".join("-1" if i in movable else str(d) for i, d in enumerate(dims[name]))
+            _log.warning(f"inputs {name} dims {dims[name]} are fixed at the example's; the model also runs at other "
+                         f"sizes of {', '.join(f'dims[{i}]' for i in movable)}: --input "
+                         f"{name}:{examples[name].dtype.name}:{flag} frees them")
+    result = {}
+    for name, axes in variable.items():
+        base = declared.get(name, DeclaredTensor(name))
+        freed_dims = tuple(-1 if i in axes else d for i, d in enumerate(dims[name]))
+        result[name] = DeclaredTensor(name, base.dtype, freed_dims, base.range)
     return result
 
 
@@ -179,7 +253,7 @@ class SampleFactory:
             rows = example if self.batching else example[None]
             picked = rows[rng.integers(0, len(rows), size=shape[0] if self.batching else 1)]
             for axis, target in enumerate(shape[1:] if self.batching else shape, start=1):
-                picked = np.take(picked, np.arange(target) % picked.shape[axis], axis=axis)
+                picked = resized(picked, axis, target)
             return (picked if self.batching else picked[0]).astype(dtype)
         if dtype == np.bool_:
             return rng.integers(0, 2, size=shape).astype(bool)

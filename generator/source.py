@@ -22,7 +22,7 @@ from tritonize.core.datatypes import from_numpy
 from tritonize.core.loader import load_callable, summary
 
 from .errors import ModelLoadError, SourceError, SpecError
-from .io_spec import DeclaredTensor, SampleFactory, TensorIO, infer_inputs, model_dims
+from .io_spec import DeclaredTensor, SampleFactory, TensorIO, infer_inputs, model_dims, probe_dims
 from .runners import OnnxRunner, Runner, TorchRunner
 
 
@@ -182,8 +182,21 @@ def load_source(
     bundle = _bundle(result, source)
     if bundle.example_inputs is None and examples_from_file is not None:
         bundle.example_inputs = examples_from_file
+    _adapt_dict_input(bundle)
     digest = {"kind": "callable", "ref": source, "kwargs": dict(kwargs or {})}
     return _from_module(bundle.model, bundle, "callable", digest, batching, declared, output_names)
+
+
+def _adapt_dict_input(bundle: ModelBundle) -> None:
+    """A model whose forward takes one dict (sentence-transformers) becomes one with tensor arguments."""
+    from .adapters import dict_input_adapter, takes_one_dict
+
+    if not takes_one_dict(bundle.model):
+        return
+    example = bundle.example_inputs
+    if isinstance(example, Mapping) and list(example) == forward_names(bundle.model):
+        return  # the user's example already is {argument name: dict}
+    bundle.model, bundle.example_inputs = dict_input_adapter(bundle.model, example)
 
 
 def _load_examples(path: Path) -> dict[str, np.ndarray]:
@@ -217,6 +230,8 @@ def _from_module(module: torch.nn.Module, bundle: ModelBundle, kind: str, digest
     used = [n for n in names if n in given] if given else names
     if used != names[: len(used)]:
         raise SpecError("inputs", used, f"the leading arguments of forward({', '.join(names)})")
+    if kind == "callable" and examples is not None and all(n in examples for n in used):
+        declared.update(probe_dims({n: examples[n] for n in used}, declared, batching, TorchRunner(module, used)))
     inputs = infer_inputs(used, examples, declared, batching)
     samples = SampleFactory(inputs, batching, examples, bundle.sample_inputs)
     runner = TorchRunner(module, [i.name for i in inputs])

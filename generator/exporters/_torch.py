@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import logging
 import os
 import sys
 import tempfile
@@ -13,21 +16,58 @@ from typing import Any
 
 import torch
 
+from tritonize.core.log import logger
+
 from ..errors import SpecError
 from ..source import LoadedModel
+
+_log = logger(__name__)
+# Libraries whose own TracerWarnings are known harmless (e.g. transformers' mask checks); verification at other
+# sizes is what proves a trace generalizes, and the user's code is not among them.
+LIBRARIES = ("torch", "torchvision", "transformers", "sentence_transformers")
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    dirs: list[str] = []
+    for name in LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            dirs += [os.path.realpath(d) + os.sep for d in spec.submodule_search_locations]
+    return tuple(dirs)
+
+
+def from_library(filename: str) -> bool:
+    return os.path.realpath(filename).startswith(_library_dirs())
 
 
 @contextmanager
 def quiet_export(record: list[str]) -> Iterator[None]:
-    """Silence PyTorch's deprecation chatter; keep TracerWarnings (data-dependent control flow hints)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
+    """Silence PyTorch's deprecation chatter; keep TracerWarnings (data-dependent control flow hints) raised in
+    the user's code, and drop those raised inside ``LIBRARIES`` (counted at debug level). The libraries' loggers
+    are quieted too: tracing reads every property of their modules (deprecated ones, ``loss_function``) and each
+    read logs a warning."""
+    loggers = [logging.getLogger(name) for name in LIBRARIES[2:]]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
+    dropped = set()
     for w in caught:
         if issubclass(w.category, torch.jit.TracerWarning):
             line = f"{Path(w.filename).name}:{w.lineno}: {str(w.message).splitlines()[0]}"
-            if line not in record:
+            if from_library(w.filename):
+                dropped.add(line)
+            elif line not in record:
                 record.append(line)
+    if dropped:
+        _log.debug(f"{len(dropped)} TracerWarning(s) from library code dropped: {'; '.join(sorted(dropped))}")
 
 
 @contextmanager
