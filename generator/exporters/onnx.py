@@ -114,9 +114,11 @@ def _export_dynamo(module: torch.nn.Module, loaded: LoadedModel, path: Path, ops
     shapes = tuple({axis: torch.export.Dim.DYNAMIC for axis in axes} or None for axes in variable)
     try:
         with quiet_export(notes), native_output_silenced():
-            torch.onnx.export(module, args, str(path), dynamo=True, opset_version=used, input_names=input_names,
-                              output_names=output_names, dynamic_shapes=shapes, external_data=False,
-                              verbose=False)
+            program = torch.onnx.export(module, args, str(path), dynamo=True, opset_version=used,
+                                        input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=shapes if any(shapes) else None, external_data=False,
+                                        verbose=False)
+        narrowed = _narrowed_dims(program, input_names, variable)
         proto = onnx.load(str(path))
         _name_dims(proto, variable, [t.name for t in loaded.inputs], loaded.batching)
         _drop_debug_metadata(proto.graph)
@@ -124,12 +126,34 @@ def _export_dynamo(module: torch.nn.Module, loaded: LoadedModel, path: Path, ops
             for node in function.node:
                 del node.metadata_props[:]
         onnx.save(proto, str(path))
-    except Exception as exc:
+    except Exception as exc:  # torch.export, the ONNX translation, or a file over protobuf's 2 GB
         cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
         raise ExportError(f"onnx export with exporter 'dynamo' (torch.export, opset {used}) failed: "
                           f"{summary(cause)}; the TorchScript-based exporter may work: exporter = 'torchscript'"
                           ) from exc
+    if narrowed:
+        raise ExportError(f"onnx export with exporter 'dynamo': torch.export limited {narrowed} (forward() "
+                          "branches on that size), so the graph would be wrong outside it; the TorchScript-based "
+                          "exporter may work: exporter = 'torchscript' with --script")
     return used
+
+
+def _narrowed_dims(program: Any, input_names: list[str], variable: list[list[int]]) -> str | None:
+    """The first variable dim that torch.export fixed or bounded (a guard on its size), as 'input x dim 1 to
+    [0, 4]'; the ONNX graph keeps no such bounds."""
+    exported = program.exported_program
+    user = set(exported.graph_signature.user_inputs)
+    placeholders = [n for n in exported.graph.nodes if n.op == "placeholder" and n.name in user]
+    for name, node, axes in zip(input_names, placeholders, variable):
+        shape = node.meta["val"].shape
+        for axis in axes:
+            dim = shape[axis]
+            if isinstance(dim, int):
+                return f"input {name} dim {axis} to {dim}"
+            bounds = exported.range_constraints.get(dim.node.expr)
+            if bounds is not None and (float(bounds.upper) != float("inf") or float(bounds.lower) > 2):
+                return f"input {name} dim {axis} to [{bounds.lower}, {bounds.upper}]"
+    return None
 
 
 def _name_dims(proto: Any, variable: list[list[int]], names: list[str], batching: bool) -> None:
