@@ -54,7 +54,8 @@ class Project:
 
 _FIELDS = [f.name for f in dataclasses.fields(ModelRequest) if f.name not in ("name", "format_options")]
 _FILES = ("example_inputs", "labels")  # paths relative to the spec
-_FORMAT_KEYS = ("parameters", "tolerance", "optimization", "accuracy_budget")
+_FORMAT_KEYS = ("parameters", "tolerance", "optimization", "accuracy_budget", "min_cosine_mean", "min_cosine_min",
+                "min_neighbor_agreement", "max_relative_error")
 
 
 def _relative(ref: str | None, base: Path) -> str | None:

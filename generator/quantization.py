@@ -13,7 +13,7 @@ QUANTIZABLE_MODULES = ("Linear", "LSTM", "GRU")  # torchscript-int8: torch.ao dy
 @dataclass(frozen=True)
 class Quantization:
     method: str = "dynamic"  # onnx-int8: dynamic | static; torchscript-int8: dynamic
-    per_channel: bool = False
+    per_channel: bool | None = None  # None: build per-tensor and per-channel, keep the one the gate judges better
     op_types: tuple[str, ...] = ()  # ONNX op types to quantize (empty: default_op_types(method))
     nodes_to_exclude: tuple[str, ...] = ()
     calibration: str = "minmax"  # static: minmax | entropy | percentile
@@ -24,6 +24,8 @@ class Quantization:
     def __post_init__(self) -> None:
         if self.method not in ("dynamic", "static"):
             raise SpecError("quantization.method", self.method, "dynamic or static")
+        if self.per_channel is not None and not isinstance(self.per_channel, bool):
+            raise SpecError("quantization.per_channel", self.per_channel, "true, false, or unset (measure both)")
         if self.calibration not in CALIBRATION_METHODS:
             raise SpecError("quantization.calibration", self.calibration, "one of " + ", ".join(CALIBRATION_METHODS))
         if isinstance(self.calibration_samples, bool) or self.calibration_samples < 1:

@@ -30,6 +30,8 @@ from .errors import SpecError
 from .io_spec import DeclaredTensor
 from .quantization import Quantization
 
+TASKS = ("classification", "embedding", "regression")  # the accuracy gate's metric (generator/accuracy.py)
+
 DEFAULT_OPSET = 17
 # Triton's max_batch_size is an int32, but a build exports, verifies and writes warmup data at max_batch_size
 # samples (max_batch_size = 1000000 meant a million-sample warmup): 65536 is far above any real batch a
@@ -49,12 +51,23 @@ class FormatOptions:
     opset: int = DEFAULT_OPSET
     quantization: Quantization | None = None  # optimized formats (default: dynamic)
     accuracy_budget: float = 1.0  # points of accuracy (or of agreement without labels) an optimization may lose
+    # embeddings (generator/accuracy.py): per-sample cosine with FP32 and nearest-neighbour agreement
+    min_cosine_mean: float = 0.99
+    min_cosine_min: float = 0.95
+    min_neighbor_agreement: float | None = None  # reported always, a budget only when set (density-dependent)
+    max_relative_error: float = 0.05  # regression: mean |INT8 - FP32| / mean |FP32 - mean FP32|
     exporter: str = "torchscript"  # ONNX formats: torch.onnx.export TorchScript-based, or "dynamo" (torch.export)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", dict(self.parameters))
         if isinstance(self.accuracy_budget, bool) or not 0 <= self.accuracy_budget <= 100:
             raise SpecError("accuracy_budget", self.accuracy_budget, "percentage points in [0, 100]")
+        for key in ("min_cosine_mean", "min_cosine_min", "min_neighbor_agreement", "max_relative_error"):
+            value = getattr(self, key)
+            if value is None and key == "min_neighbor_agreement":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise SpecError(key, value, "a number in [0, 1]")
         if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not 7 <= self.opset <= 23:
             raise SpecError("opset", self.opset, "an ONNX opset between 7 and 23")
         if self.exporter not in EXPORTERS:
@@ -84,6 +97,7 @@ class ModelRequest:
     format_options: Mapping[str, FormatOptions] = field(default_factory=dict)
     prune: float | None = None  # fraction of Linear/Conv weights zeroed (L1, unstructured) before export
     evaluation: str | None = None  # labeled set for the accuracy gate: .npz (inputs + "labels") or module:fn
+    task: str | None = None  # what judges INT8/pruning: classification | embedding | regression (None: inferred)
     triton_version: str = releases.LOCAL  # the NGC release that serves it: what it can load (core.releases)
 
     def __post_init__(self) -> None:
@@ -130,6 +144,8 @@ class ModelRequest:
             if "opset" in formats.FORMATS[fmt].options and target.onnx_opset_problem(opset):
                 raise SpecError(f"{fmt}.opset", opset, f"at most {target.onnx_opset}, the highest opset "
                                 f"{target.ort_name} reads (triton_version)")
+        if self.task is not None and self.task not in TASKS:
+            raise SpecError("task", self.task, " or ".join(TASKS) + " (or unset: inferred from the outputs)")
         if self.labels is not None and not Path(self.labels).is_file():
             raise SpecError("labels", str(self.labels), "an existing text file, one label per line")
 

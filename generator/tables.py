@@ -29,9 +29,10 @@ def verification_table(results: Sequence[BuiltModel]) -> Table:
 
 
 def optimization_table(results: Sequence[BuiltModel]) -> Table:
-    """INT8 / pruned artifacts against FP32: accuracy, agreement, speed, size."""
+    """INT8 / pruned artifacts against FP32: what judged them (the task's metric) and its numbers, speed, size."""
     pct = "{:.2%}".format
-    table = Table(("model", "technique", "acc FP32", "acc", "drop", "agree", "speedup b1", "speedup bmax", "size"),
+    table = Table(("model", "technique", "judged by", "acc FP32", "acc", "drop", "agree", "speedup b1",
+                   "speedup bmax", "size"),
                   formats={"acc FP32": pct, "acc": pct, "drop": "{:+.2f} pt".format, "agree": "{:.1%}".format,
                            "speedup b1": "{:.2f}x".format, "speedup bmax": "{:.2f}x".format,
                            "size": lambda s: f"{s[0]:.2f}x (gzip {s[1]:.2f}x)"})
@@ -40,6 +41,7 @@ def optimization_table(results: Sequence[BuiltModel]) -> Table:
         if o is None:
             continue
         speed = [o.speedup[k] for k in sorted(o.speedup, key=int)]
-        table.add(r.name, o.technique, o.accuracy_fp32, o.accuracy, o.accuracy_drop_points, o.agreement,
+        judged = o.judged_by if o.task == "classification" else f"{o.judged_by}: {o.summary}"
+        table.add(r.name, o.technique, judged, o.accuracy_fp32, o.accuracy, o.accuracy_drop_points, o.agreement,
                   speed[0], speed[-1], (o.size_ratio, o.gzip_size_ratio))
     return table

@@ -9,6 +9,7 @@ import numpy as np
 from tritonize.core.loader import summary
 from tritonize.core.log import logger
 
+from ..accuracy import choose_per_channel
 from ..errors import ExportError
 from ..optimize import calibration_batches, load_samples, quantize_onnx
 from ..quantization import Quantization
@@ -34,13 +35,26 @@ def export_onnx_int8(job: ExportJob) -> Artifact:
             source = (loaded.samples.batch(max(req.max_batch_size, 1), seed=500 + i) for i in range(64))
         batches = calibration_batches(source, fp32.input_names, q.calibration_samples, job.model_name)
     path = job.directory / "model.onnx"
+    variants = (False, True) if q.per_channel is None else (q.per_channel,)
+    outs = {pc: path.with_name(f"per_{'channel' if pc else 'tensor'}.onnx") for pc in variants}
     try:
-        what = quantize_onnx(fp32.path, path, q, batches)
-        fit_to_target(path, req.target)
-        runner = OnnxRunner(path, fp32.input_names)
+        what = quantize_onnx(fp32.path, outs, q, batches)
+        for out in outs.values():
+            fit_to_target(out, req.target)
+        runners = {pc: OnnxRunner(out, fp32.input_names) for pc, out in outs.items()}
     except ExportError:
         raise
     except Exception as exc:
         raise ExportError(f"{job.format.name} quantization failed: {summary(exc)}") from exc
-    return dataclasses.replace(fp32, path=path, method=f"int8 {q.method}", runner=runner,
-                               details={**fp32.details, "quantization": what})
+    details = {**fp32.details}
+    chosen = variants[0]
+    if len(variants) > 1:
+        chosen, details["per_channel_choice"] = choose_per_channel(req, job.format.name, loaded, runners)
+        _log.info(f"[{job.model_name}] {details['per_channel_choice']}")
+    for pc, out in outs.items():
+        if pc != chosen:
+            out.unlink()
+    outs[chosen].rename(path)
+    details["quantization"] = what[chosen]
+    return dataclasses.replace(fp32, path=path, method=f"int8 {q.method}", runner=OnnxRunner(path, fp32.input_names),
+                               details=details)

@@ -65,8 +65,9 @@ def test_every_optimized_artifact_is_measured(optimized: tuple[Path, dict[str, B
 def test_printed_table(optimized: tuple[Path, dict[str, BuiltModel]]) -> None:
     table = optimization_table(list(optimized[1].values())).text()
     lines = table.splitlines()
-    assert lines[0].split()[:4] == ["model", "technique", "acc", "FP32"]
+    assert lines[0].split()[:6] == ["model", "technique", "judged", "by", "acc", "FP32"]
     assert len(lines) == 6 and all(" pt " in line and "x (gzip" in line for line in lines[1:])
+    assert all("accuracy (classification)" in line for line in lines[1:])  # labeled sets: accuracy judged
 
 
 def test_quantized_torchscript_is_configured_for_cpu(optimized: tuple[Path, dict[str, BuiltModel]]) -> None:

@@ -117,9 +117,13 @@ def _unset(key: str, value: Any) -> bool:
 @click.option("--calibration", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True)
 @click.option("--calibration-data", default=None, help=".npz of inputs, or module:function yielding input dicts.")
-@click.option("--per-channel", is_flag=True, help="onnx-int8: per-channel weight scales.")
+@click.option("--per-channel/--per-tensor", default=None,
+              help="INT8 weight scales (default: build both, keep the one the accuracy gate judges better).")
 @click.option("--accuracy-budget", type=float, default=1.0, show_default=True,
               help="Points of accuracy an INT8/pruned artifact may lose against FP32.")
+@click.option("--task", type=click.Choice(["classification", "embedding", "regression"]), default=None,
+              help="What judges INT8/pruning: accuracy, cosine + nearest neighbours, relative error (default: "
+              "inferred from the outputs).")
 @click.option("--evaluation", default=None,
               help="Labeled evaluation set: .npz (inputs + 'labels') or module:function -> (inputs, labels).")
 @triton_version_option(releases.LOCAL, "The NGC release that will serve it: nothing is written that its ONNX "
@@ -151,7 +155,7 @@ def export_command(source: str, name: str, repo: Path, overwrite: bool, template
         "max_batch_size": a["max_batch_size"], "instance_group": _instance_group(a["instances"], a["kind"], a["gpus"]),
         "version": a["version"], "warmup_batch_sizes": [] if a["no_warmup"] else list(a["warmup_batch_size"]) or None,
         "response_cache": a["response_cache"], "labels": a["labels"], "script": a["script"], "prune": a["prune"],
-        "evaluation": a["evaluation"], "triton_version": target_release(a["triton_version"]),
+        "evaluation": a["evaluation"], "task": a["task"], "triton_version": target_release(a["triton_version"]),
         **{fmt: _format_table(fmt, a) for fmt in chosen},
     }
     if a["dynamic_batching"]:
