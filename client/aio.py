@@ -249,4 +249,4 @@ class AsyncModelClient:
             raise
         if shm is not None and client.pool is not None:
             client.pool.release(shm.regions)
-        return out
+        return self.info.keyed(out)  # by the model's own names (TorchScript's OUTPUT__i renamed)

@@ -198,7 +198,8 @@ class ModelClient:
               server_timeout_us: int | None = None, parameters: Mapping[str, Any] | None = None,
               request_id: str = "", sequence_id: int | str = 0, sequence_start: bool = False,
               sequence_end: bool = False, headers: Mapping[str, str] | None = None, **named: Any) -> Outputs:
-        """Run one request; inputs by name (a dict, keyword arguments, or both). Returns outputs by name."""
+        """Run one request; inputs by name (a dict, keyword arguments, or both). Returns outputs by name: the
+        model's own names (``TensorInfo.key``), the same for its ONNX and TorchScript builds."""
         arrays = self.info.check_inputs(calls.merge_inputs(self.info, inputs, named), cast)
         calls.require_samples(self.info, arrays)
         options = calls.call_options(self._options, self.client.headers, headers, priority=priority,
@@ -275,7 +276,7 @@ class ModelClient:
             raise
         if shm is not None and client.pool is not None:
             client.pool.release(shm.regions)
-        return out
+        return self.info.keyed(out)  # by the model's own names (TorchScript's OUTPUT__i renamed)
 
 
 _OPTIONS = {"outputs", "cast", "timeout_s", "priority", "server_timeout_us", "parameters", "request_id",

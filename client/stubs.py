@@ -5,7 +5,8 @@ client (``DigitsOnnx`` over ``TritonClient``, ``AsyncDigitsOnnx`` over ``AsyncTr
 ``infer`` / ``infer_sample`` / ``infer_batch`` take the inputs as keyword arguments typed by their dtype, so
 ``mypy --strict`` catches a wrong input name or dtype before anything runs. The configs come from a repository
 directory (parsed with Triton's own protobuf) or from a live server; both give the same stubs for the same
-configs. The output is deterministic and built from one small template per piece.
+configs. Tensors go by the model's own names (``TensorInfo.key``), so the stubs of a model's ONNX and TorchScript
+builds take and return the same names. The output is deterministic and built from one small template per piece.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def _models(infos: list[ModelInfo]) -> list[_Model]:
         names: set[str] = set()
         arguments = []
         for tensor in info.inputs:
-            name = argument_name(tensor.name, names)
+            name = argument_name(tensor.key, names)
             names.add(name)
             arguments.append(_Argument(name, tensor))
         models.append(_Model(info, cls, tuple(arguments)))
@@ -177,22 +178,27 @@ def describe(info: ModelInfo, arguments: tuple[_Argument, ...] = ()) -> str:
     config = info.config
     backend = str(config.get("backend") or platform_backends().get(str(config.get("platform", "")), ""))
     engine = _one_line(f"backend {backend}" if backend else f"platform {config.get('platform') or 'unknown'}")
-    renamed = {a.tensor.name: a.name for a in arguments if a.name != a.tensor.name}
+    renamed = {a.tensor.key: a.name for a in arguments if a.name != a.tensor.key}
     lines = [f"Model {_literal(info.name)}: {engine}, max_batch_size {info.max_batch_size}.", "", "Inputs:"]
     for t in info.inputs:
-        name = f"{_literal(t.name)} (argument {renamed[t.name]})" if t.name in renamed else t.name
+        name = f"{_literal(t.key)} (argument {renamed[t.key]})" if t.key in renamed else t.key
         optional = ", optional" if t.optional else ""
-        lines.append(f"    {_one_line(name)}: {t.dtype.config} {t.shape(info.batching)}{optional}")
+        lines.append(f"    {_one_line(name)}{_config_name(t)}: {t.dtype.config} {t.shape(info.batching)}{optional}")
     lines.append("Outputs:")
     for t in info.outputs:
-        name = t.name if _is_key(t.name) else _literal(t.name)
+        name = t.key if _is_key(t.key) else _literal(t.key)
         labels = f", labels in {_one_line(t.label_filename)}" if t.label_filename else ""
-        lines.append(f"    {_one_line(name)}: {t.dtype.config} {t.shape(info.batching)}{labels}")
+        lines.append(f"    {_one_line(name)}{_config_name(t)}: {t.dtype.config} {t.shape(info.batching)}{labels}")
     lines.append("Dynamic batching: " + ("on" if "dynamic_batching" in config else "off"))
     if "sequence_batching" in config:
         lines.append("Sequence batching: on")
     lines.append(f"Instance groups: {_instance_groups(config.get('instance_group', []))}")
     return "\n".join(lines)
+
+
+def _config_name(t: TensorInfo) -> str:
+    """Where the config names a tensor otherwise than the model (TorchScript's OUTPUT__0): that name."""
+    return f" ({_one_line(t.name)} in the config)" if t.own_name else ""
 
 
 def _instance_groups(groups: list[Mapping[str, Any]]) -> str:
@@ -310,7 +316,7 @@ def _render_method(model: _Model, method: str, asynchronous: bool) -> str:
     options, passed = _OPTIONS[method]
     parameters = [f"{a.name}: {input_type(a.tensor.dtype)}" + (" | None = None" if a.tensor.optional else "")
                   for a in model.arguments]
-    pairs = ", ".join(f"{_literal(a.tensor.name)}: {a.name}" for a in model.arguments)
+    pairs = ", ".join(f"{_literal(a.tensor.key)}: {a.name}" for a in model.arguments)
     optional = any(a.tensor.optional for a in model.arguments)
     return _METHOD.substitute(
         async_="async " if asynchronous else "", await_="await " if asynchronous else "", method=method,
@@ -321,10 +327,10 @@ def _render_method(model: _Model, method: str, asynchronous: bool) -> str:
 
 def _render_outputs(model: _Model) -> str:
     outputs = model.info.outputs
-    if outputs and all(_is_key(t.name) and not t.name.startswith("__") for t in outputs):  # __x: name-mangled
-        fields = "\n".join(f"    {t.name}: {output_type(t.dtype)}" for t in outputs)
+    if outputs and all(_is_key(t.key) and not t.key.startswith("__") for t in outputs):  # __x: name-mangled
+        fields = "\n".join(f"    {t.key}: {output_type(t.dtype)}" for t in outputs)
         return _OUTPUTS_CLASS.substitute(cls=model.outputs_cls, model=_doc(_literal(model.info.name)), fields=fields)
-    fields = ", ".join(f"{_literal(t.name)}: {output_type(t.dtype)}" for t in outputs)
+    fields = ", ".join(f"{_literal(t.key)}: {output_type(t.dtype)}" for t in outputs)
     return _OUTPUTS_FUNCTIONAL.substitute(cls=model.outputs_cls, fields=fields)
 
 

@@ -1,11 +1,14 @@
 """Build models into a Triton repository: load → export → verify → (judge) → render → stage → check → commit.
 
 The formats come from the registry (``tritonize.core.formats``): their exporters, backends and tolerances.
-Everything is staged, checked and planned before the first byte reaches the repository; on any error until then
-nothing is written. The commits are atomic per model, not per build: a failure (or a kill) between two models'
-commits leaves the earlier models committed and the later ones as they were (the failure's log line names
-both). A kill between a version's rename and its manifest write is repaired by the next build of that version
-(``repair-manifest``). Where staging happens and what stale staging is removed: ``writer``'s docstring.
+Everything is staged, checked and planned before the first byte reaches the repository. A format that fails
+(export, verification, accuracy gate, check) does not stop the others: the formats that passed are committed and
+the failures reported (``build``; ``all_or_nothing`` writes nothing then); a usage error or a conflict with the
+repository stops the build before anything is written. The commits are atomic per model, not per build: a
+failure (or a kill) between two models' commits leaves the earlier models committed and the later ones as they
+were (the failure's log line names both). A kill between a version's rename and its manifest write is repaired
+by the next build of that version (``repair-manifest``). Where staging happens and what stale staging is
+removed: ``writer``'s docstring.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from tritonize.core import formats
 from tritonize.core.check import check_repository
 from tritonize.core.log import logger, progress
 
-from .config_spec import InstanceGroup, ModelConfigSpec, Warmup, WarmupInput
-from .errors import ExportError, SpecError
+from .config_spec import TENSOR_NAME_RE, InstanceGroup, ModelConfigSpec, Warmup, WarmupInput
+from .errors import ExportError, SpecError, TritonizeError, UsageError
 from .exporters import Artifact, ExportJob, equivalent, export
 from .judge import judge
 from .manifest import manifest_entry
@@ -43,14 +46,26 @@ _log = logger(__name__)
 
 @dataclass
 class BuiltModel:
+    """One model (format) of a build: committed, or ``failed`` / ``skipped`` (its FP32 base failed) with the
+    ``error`` that stopped it (then ``sha256`` is "" and there may be no ``report``)."""
+
     name: str
     format: str
     version: int
-    action: str  # new | add-version | replace-version | repair-manifest | unchanged
+    action: str  # new | add-version | replace-version | repair-manifest | unchanged | failed | skipped
     sha256: str
-    report: VerificationReport
+    report: VerificationReport | None
     reference: Runner | None = field(default=None, repr=False)  # the eager model, for comparisons
     optimization: OptimizationReport | None = None  # INT8 / pruned artifacts: accuracy, speed, size
+    error: TritonizeError | None = None  # why a failed or skipped format was not built
+
+
+def raise_failures(results: Sequence[BuiltModel]) -> None:
+    """Raise the first failure of a build (its class gives the CLI's exit code); every failure was logged."""
+    errors = [r.error for r in results if r.action == "failed"] + [r.error for r in results]
+    error = next((e for e in errors if e is not None), None)
+    if error is not None:
+        raise error
 
 
 def _labels(req: ModelRequest, loaded: LoadedModel) -> list[str] | None:
@@ -87,6 +102,7 @@ def _config(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, artifac
     inputs = [t.config(name) for t, name in zip(loaded.inputs, artifact.input_names)]
     outputs = [t.config(name, LABELS_FILE if labels and i == 0 else None)
                for i, (t, name) in enumerate(zip(loaded.outputs, artifact.output_names))]
+    parameters = {**opts.parameters, **_own_names(loaded, artifact)}
     groups = req.instance_group
     if fmt.cpu_only:
         groups = tuple(dataclasses.replace(g, kind="KIND_CPU", gpus=()) for g in groups) or (InstanceGroup("cpu"),)
@@ -95,9 +111,19 @@ def _config(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, artifac
         inputs=tuple(inputs), outputs=tuple(outputs), dynamic_batching=req.dynamic_batching,
         sequence_batching=req.sequence_batching, instance_group=groups,
         version_policy=req.version_policy, warmup=warmup, response_cache=req.response_cache,
-        optimization=opts.optimization, parameters=opts.parameters,
+        optimization=opts.optimization, parameters=parameters,
         default_model_filename=req.default_model_filename,
     )
+
+
+def _own_names(loaded: LoadedModel, artifact: Artifact) -> dict[str, str]:
+    """The model's own tensor names, as tritonize's config parameters, where the config must use others (the
+    pytorch backend's OUTPUT__i; INPUT__i where a TorchScript file lost forward()'s argument names): the typed
+    client returns and takes the same names for every format of a model."""
+    own = {"input": [t.name for t in loaded.inputs], "output": [t.name for t in loaded.outputs]}
+    used = {"input": artifact.input_names, "output": artifact.output_names}
+    return {formats.TENSOR_NAMES[kind]: ",".join(names) for kind, names in own.items()
+            if names != list(used[kind]) and all(TENSOR_NAME_RE.fullmatch(n) for n in names)}
 
 
 def cpu_variant(spec: ModelConfigSpec) -> ModelConfigSpec | None:
@@ -171,21 +197,23 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
     return StagedModel(name, root, version, entry, model_files, equivalent(fmt.name)), report, optimization
 
 
-def _check_staged(stage: Path, staged: list[StagedModel], repo: Path, targets: dict[str, str]) -> None:
+def _check_staged(stage: Path, staged: list[StagedModel], repo: Path,
+                  targets: dict[str, str]) -> dict[str, ExportError]:
     """The generator never writes what ``tritonize check`` would flag for the model's target release
     (``targets``: model name -> triton_version), checked with the versions the model will have once committed
-    (the repository's other versions are linked in, read-only)."""
+    (the repository's other versions are linked in, read-only). Returns the models that fail, with why."""
     names = {model.name for model in staged}
     for model in staged:
         for version in existing_versions(repo / model.name):
             if version != model.version:
                 (model.root / str(version)).symlink_to((repo / model.name / str(version)).resolve())
-
-    errors = [f for version in sorted(set(targets.values())) for f in check_repository(stage, version)
-              if f.severity == "error" and f.model in names and targets[f.model] == version]
-    if errors:
-        raise ExportError(f"generated model {errors[0].model} fails `tritonize check`: "
-                          f"[{errors[0].code}] {errors[0].message}")
+    failed: dict[str, ExportError] = {}
+    for release in sorted(set(targets.values())):
+        for f in check_repository(stage, release):
+            if f.severity == "error" and f.model in names and targets[f.model] == release and f.model not in failed:
+                failed[f.model] = ExportError(f"generated model {f.model} fails `tritonize check`: [{f.code}] "
+                                              f"{f.message}")
+    return failed
 
 
 def _check_requests(requests: Sequence[ModelRequest], repo: Path, template_dir: Path | None) -> None:
@@ -199,61 +227,149 @@ def _check_requests(requests: Sequence[ModelRequest], repo: Path, template_dir: 
         raise SpecError("repo", str(repo), "a directory (or a path to create)")
 
 
+def _version(req: ModelRequest, model_dir: Path, overwrite: bool) -> int:
+    """The request's version; else the next one, or with ``overwrite`` the latest one (replaced)."""
+    versions = existing_versions(model_dir)
+    if req.version or not versions:
+        return req.version or 1
+    return versions[-1] if overwrite else versions[-1] + 1
+
+
+def _load(req: ModelRequest, loads: dict[str, LoadedModel | TritonizeError]) -> LoadedModel | TritonizeError:
+    """The request's model, loaded once per build for requests that differ only in formats/options; a load
+    that fails (the user's code raised) fails every format of the request, a usage error stops the build."""
+    key = json.dumps([req.source, req.kwargs, req.max_batch_size, req.inputs, req.outputs, req.example_inputs],
+                     default=str, sort_keys=True)
+    if key not in loads:
+        _log.info(f"[{req.name}] loading {req.source}")
+        try:
+            loads[key] = load_source(
+                req.source, max_batch_size=req.max_batch_size, declared_inputs={d.name: d for d in req.inputs},
+                output_names=list(req.outputs) if req.outputs else None, kwargs=req.kwargs,
+                example_file=req.example_inputs,
+            )
+        except UsageError:
+            raise
+        except TritonizeError as exc:
+            loads[key] = exc
+    return loads[key]
+
+
+def _failure(name: str, fmt: str, version: int, action: str, error: TritonizeError) -> BuiltModel:
+    return BuiltModel(name, fmt, version, action, "", None, error=error)
+
+
 def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = False,
-          template_dir: Path | None = None, follow_symlinks: bool = False) -> list[BuiltModel]:
-    """Build every request into ``repo``; on any error before the commits nothing is written, and each model is
-    committed atomically (a multi-model build is atomic per model only: see the module's docstring). A model
-    or version directory that is a symlink out of ``repo`` is refused unless ``follow_symlinks``."""
+          template_dir: Path | None = None, follow_symlinks: bool = False, all_or_nothing: bool = False,
+          raise_on_failure: bool = True) -> list[BuiltModel]:
+    """Build every request into ``repo``: one result per model (format), in the requests' order.
+
+    A format whose export, verification, accuracy gate or check fails (any tritonize error but a usage error)
+    is recorded and the others go on; an optimized format whose FP32 base failed is skipped. What passed is
+    committed (with ``all_or_nothing``, nothing is when anything failed), every failure is logged on one line,
+    then the first is raised -- or, without ``raise_on_failure``, returned among the results (action
+    'failed' / 'skipped', or 'discarded' for what ``all_or_nothing`` did not write). A usage error (the
+    spec) and a conflict with the repository (``writer.plan``) stop the build before anything is written.
+    Each model is committed atomically (a build is atomic per model only: see the module's docstring).
+    ``overwrite`` without a request's ``version`` replaces the latest version. A model or version directory
+    that is a symlink out of ``repo`` is refused unless ``follow_symlinks``."""
     repo = Path(repo)
     _check_requests(requests, repo, template_dir)
-    staged: list[tuple[StagedModel, VerificationReport, OptimizationReport | None]] = []
+    staged: dict[str, tuple[StagedModel, VerificationReport, OptimizationReport | None]] = {}
+    failed: dict[str, BuiltModel] = {}
     references: dict[str, Runner] = {}
-    loads: dict[str, LoadedModel] = {}  # requests that differ only in formats/options share one load
+    loads: dict[str, LoadedModel | TritonizeError] = {}
     names = [r.model_name(f) for r in requests for f in r.formats]
-    with staging_area(repo, names) as stage, progress("building", total=sum(len(r.formats) for r in requests)) as bar:
+    with staging_area(repo, names) as stage, progress("building", total=len(names)) as bar:
         fp32_exports = _Fp32Exports(stage / ".work")
         for req in requests:
-            key = json.dumps([req.source, req.kwargs, req.max_batch_size, req.inputs, req.outputs,
-                              req.example_inputs], default=str, sort_keys=True)
-            if key not in loads:
-                _log.info(f"[{req.name}] loading {req.source}")
-                bar.describe(f"[{req.name}] loading")
-                loads[key] = load_source(
-                    req.source, max_batch_size=req.max_batch_size, declared_inputs={d.name: d for d in req.inputs},
-                    output_names=list(req.outputs) if req.outputs else None, kwargs=req.kwargs,
-                    example_file=req.example_inputs,
-                )
-            loaded = loads[key]
-            parent, sparsity = loaded, None  # the FP32 model optimizations are judged against
+            bar.describe(f"[{req.name}] loading")
+            parent = _load(req, loads)  # the FP32 model optimizations are judged against
+            if isinstance(parent, TritonizeError):
+                for fmt_name in req.formats:
+                    name = req.model_name(fmt_name)
+                    failed[name] = _failure(name, fmt_name, _version(req, repo / name, overwrite), "failed", parent)
+                    bar.advance()
+                continue
+            loaded, sparsity = parent, None
             if req.prune:
                 loaded, sparsity = _pruned(loaded, req.prune)
                 _log.info(f"[{req.name}] pruned {req.prune:.0%} of Linear/Conv weights (sparsity {sparsity:.1%})")
-            for name in req.formats:
-                fmt = formats.get_format(name)
-                bar.describe(f"[{req.model_name(name)}] export, verify")
-                references[req.model_name(name)] = loaded.reference
-                versions = existing_versions(repo / req.model_name(name))
-                version = req.version or (versions[-1] + 1 if versions else 1)
-                staged.append(_stage(req, fmt, loaded, parent, sparsity, version, stage, template_dir, fp32_exports))
+            for fmt in sorted(map(formats.get_format, req.formats), key=lambda f: f.optimized):  # bases first
+                name = req.model_name(fmt.name)
+                version = _version(req, repo / name, overwrite)
+                bar.describe(f"[{name}] export, verify")
+                base = req.model_name(fmt.base) if fmt.base else ""
+                if base in failed:
+                    failed[name] = _failure(name, fmt.name, version, "skipped",
+                                            ExportError(f"its FP32 base {base} failed"))
+                else:
+                    try:
+                        staged[name] = _stage(req, fmt, loaded, parent, sparsity, version, stage, template_dir,
+                                              fp32_exports)
+                        references[name] = loaded.reference
+                    except UsageError:
+                        raise
+                    except TritonizeError as exc:
+                        failed[name] = _failure(name, fmt.name, version, "failed", exc)
+                        shutil.rmtree(stage / name, ignore_errors=True)
                 bar.advance()
         shutil.rmtree(stage / ".work", ignore_errors=True)
-        _check_staged(stage, [model for model, _, _ in staged], repo,
-                      {r.model_name(f): r.triton_version for r in requests for f in r.formats})
-        actions = [plan(repo, model, overwrite, follow_symlinks=follow_symlinks) for model, _, _ in staged]
-        done: list[str] = []
-        for (model, _, _), action in zip(staged, actions):
-            try:
-                commit(repo, model, action)
-            except BaseException:
-                if done:
-                    rest = [m.name for m, _, _ in staged[len(done):]]
-                    _log.warning(f"commit of {model.name} failed; already committed: {', '.join(done)}; not "
-                                 f"committed: {', '.join(rest)} (a build is atomic per model only)")
-                raise
-            done.append(f"{model.name} v{model.version}")
+        unchecked = _check_staged(stage, [model for model, _, _ in staged.values()], repo,
+                                  {r.model_name(f): r.triton_version for r in requests for f in r.formats})
+        for name, error in unchecked.items():
+            model = staged.pop(name)[0]
+            failed[name] = _failure(name, model.manifest_entry["format"], model.version, "failed", error)
+        keep = {} if failed and all_or_nothing else staged
+        actions = {name: plan(repo, model, overwrite, follow_symlinks=follow_symlinks)
+                   for name, (model, _, _) in keep.items()}
+        _commit(repo, [keep[name][0] for name in names if name in keep], actions)
+    results = {name: BuiltModel(m.name, m.manifest_entry["format"], m.version, actions.get(name, "discarded"),
+                                m.manifest_entry["artifact"]["sha256"], r, references[name], o)
+               for name, (m, r, o) in staged.items()}
+    results.update(failed)
+    ordered = [results[name] for name in names]
+    if failed:
+        _report_failures(ordered)
+        if raise_on_failure:
+            raise_failures(ordered)
+    return ordered
+
+
+def _commit(repo: Path, staged: list[StagedModel], actions: dict[str, str]) -> None:
+    done: list[str] = []
+    for i, model in enumerate(staged):
+        action = actions[model.name]
+        try:
+            commit(repo, model, action)
+        except BaseException:
+            if done:
+                rest = [m.name for m in staged[i:]]
+                _log.warning(f"commit of {model.name} failed; already committed: {', '.join(done)}; not "
+                             f"committed: {', '.join(rest)} (a build is atomic per model only)")
+            raise
+        done.append(f"{model.name} v{model.version}")
+        if action == "replace-version":
+            _log.info(f"[{model.name}] replaced version {model.version} in {repo / model.name}")
+        else:
             _log.info(f"[{model.name}] version {model.version}: {action} in {repo / model.name}")
-    return [BuiltModel(m.name, m.manifest_entry["format"], m.version, a, m.manifest_entry["artifact"]["sha256"], r,
-                       references[m.name], o) for (m, r, o), a in zip(staged, actions)]
+
+
+def _report_failures(results: list[BuiltModel]) -> None:
+    """One line per format not built (one per model whose load failed), tagged like the build's other lines."""
+    logged: set[int] = set()
+    for r in results:
+        if r.action == "discarded":
+            _log.error(f"[{r.name}] {r.format} not written: another format failed (all or nothing)")
+        elif r.error is not None and id(r.error) not in logged:
+            same = [x.format for x in results if x.error is r.error]
+            if len(same) > 1:  # the model's load failed
+                suffix = "_" + r.format.replace("-", "_")  # ModelRequest.model_name
+                model = r.name[: -len(suffix)] if r.name.endswith(suffix) else r.name
+                _log.error(f"[{model}] {', '.join(same)} failed: {r.error}")
+            else:
+                _log.error(f"[{r.name}] {r.format} {r.action}: {r.error}")
+            logged.add(id(r.error))
 
 
 def _pruned(loaded: LoadedModel, amount: float) -> tuple[LoadedModel, float]:

@@ -400,7 +400,9 @@ class ModelConfigSpec:
         check_scheduling(self.max_batch_size, self.dynamic_batching, self.sequence_batching)
         self._check_output_names()
         object.__setattr__(self, "parameters", dict(sorted(self.parameters.items())))
-        check_backend_options(self.backend, self.parameters, self.optimization)
+        own = set(formats.TENSOR_NAMES.values())  # tritonize's own keys, not the backend's
+        check_backend_options(self.backend, {k: v for k, v in self.parameters.items() if k not in own},
+                              self.optimization)
         for w in self.warmup:
             limit = max(self.max_batch_size, 1)
             if w.batch_size > limit:

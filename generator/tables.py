@@ -1,4 +1,4 @@
-"""The build's tables: parity per artifact output, and optimized artifacts against FP32."""
+"""The build's tables: parity per artifact output, optimized artifacts against FP32, formats not built."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ def verification_table(results: Sequence[BuiltModel]) -> Table:
                   formats={"max abs": _e, "max rel": _e, "cosine": "{:.6f}".format, "argmax": "{:.3f}".format,
                            "determ.": lambda d: "yes" if d else "NO", "batch-inv": _e})
     for r in results:
-        for o in r.report.outputs:
+        report = r.report
+        if report is None:  # failed or skipped: failure_table
+            continue
+        for o in report.outputs:
             table.add(r.name, r.version, o.output, o.max_abs, o.max_rel, o.cosine, o.argmax_agreement,
-                      r.report.deterministic, r.report.batch_invariance_max_abs, r.action)
+                      report.deterministic, report.batch_invariance_max_abs, r.action)
     return table
 
 
@@ -44,4 +47,14 @@ def optimization_table(results: Sequence[BuiltModel]) -> Table:
         judged = o.judged_by if o.task == "classification" else f"{o.judged_by}: {o.summary}"
         table.add(r.name, o.technique, judged, o.accuracy_fp32, o.accuracy, o.accuracy_drop_points, o.agreement,
                   speed[0], speed[-1], (o.size_ratio, o.gzip_size_ratio))
+    return table
+
+
+def failure_table(results: Sequence[BuiltModel]) -> Table:
+    """The formats a build did not write: failed, skipped (their FP32 base failed), or discarded (all or
+    nothing), with the error line."""
+    table = Table(("model", "format", "v", "action", "error"), free_last=True)
+    for r in results:
+        if r.error is not None or r.action == "discarded":
+            table.add(r.name, r.format, r.version, r.action, str(r.error or "another format failed"))
     return table

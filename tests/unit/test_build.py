@@ -146,11 +146,12 @@ def test_tolerances_are_per_format_and_configurable(tmp_path: Path) -> None:
         build([request("two_heads", formats=("onnx",), format_options={"onnx": strict})], tmp_path / "b")
 
 
-def test_failure_in_one_model_writes_nothing(tmp_path: Path) -> None:
+def test_failure_in_one_model_writes_nothing_when_all_or_nothing(tmp_path: Path) -> None:
     build([request("mlp")], tmp_path)
     before = tree(tmp_path)
     with pytest.raises(ParityError):
-        build([request("dict_out"), request("mixes_batch"), request("mlp", version=2)], tmp_path)
+        build([request("dict_out"), request("mixes_batch"), request("mlp", version=2)], tmp_path,
+              all_or_nothing=True)
     assert tree(tmp_path) == before
 
 

@@ -35,10 +35,21 @@ def _key_values(pairs: tuple[str, ...], option: str, parse_json: bool = False) -
     return out
 
 
-def _print_results(results: list[Any], output: str) -> None:
-    tables = generator("tables")
+_OVERWRITE = ("Replace the version built (--version, else the latest one) and the model-level files; without "
+              "it a new version is added.")
+_ALL_OR_NOTHING = ("Write nothing when any format fails (by default the formats that passed are written and the "
+                   "command exits 1).")
+
+
+def _build(requests: Any, repo: Path, output: str, **options: Any) -> None:
+    """Build, print the tables (failed formats included), then fail with the first failure's error."""
+    build, tables = generator("build"), generator("tables")
+    results = build.build(requests, repo, raise_on_failure=False, **options)
+    failures = tables.failure_table(results)
     echo_tables({"verification": tables.verification_table(results),
-                 "optimization": tables.optimization_table(results)}, output)
+                 "optimization": tables.optimization_table(results),
+                 **({"failures": failures} if failures.rows else {})}, output)
+    build.raise_failures(results)
 
 
 def _instance_group(instances: int | None, kind: str | None, gpus: str | None) -> list[dict[str, Any]]:
@@ -92,7 +103,8 @@ def _unset(key: str, value: Any) -> bool:
 @click.option("--kind", type=click.Choice(["gpu", "cpu", "auto"]), default=None)
 @click.option("--gpus", default=None, help="Comma-separated GPU ids for KIND_GPU, e.g. 0,1.")
 @click.option("--version", "version", type=int, default=None, help="Version number (default: next free).")
-@click.option("--overwrite", is_flag=True, help="Replace this version and the model-level files.")
+@click.option("--overwrite", is_flag=True, help=_OVERWRITE)
+@click.option("--all-or-nothing", is_flag=True, help=_ALL_OR_NOTHING)
 @click.option("--input", "inputs", multiple=True, metavar="NAME[:DTYPE[:DIMS]]",
               help="Declare an input, e.g. ids:int64:-1 (dims exclude the batch dim; -1 = variable).")
 @click.option("--output-name", "outputs", multiple=True, metavar="NAME", help="Output names, in order (ONNX).")
@@ -129,12 +141,13 @@ def _unset(key: str, value: Any) -> bool:
 @triton_version_option(releases.LOCAL, "The NGC release that will serve it: nothing is written that its ONNX "
                        "Runtime or PyTorch cannot load.")
 @output_option
-def export_command(source: str, name: str, repo: Path, overwrite: bool, template_dir: Path | None, output: str,
-                   **a: Any) -> None:
+def export_command(source: str, name: str, repo: Path, overwrite: bool, all_or_nothing: bool,
+                   template_dir: Path | None, output: str, **a: Any) -> None:
     """Export one model (a module:function callable, a .pt or an .onnx file) into a repository.
 
     The flags are the common fields of a [models.<name>] table of tritonize.toml; everything else
-    through a spec file and `tritonize build`.
+    through a spec file and `tritonize build`. A format that fails is reported and the command exits 1;
+    the formats that passed are written (none with --all-or-nothing).
 
     \b
     Example:
@@ -163,8 +176,7 @@ def export_command(source: str, name: str, repo: Path, overwrite: bool, template
                                      "max_queue_delay_microseconds": a["max_queue_delay_us"] or 0}
     table = {k: v for k, v in table.items() if not _unset(k, v)}
     request = generator("project").request_from_table(name, table, Path("."), "")
-    results = generator("build").build([request], repo, overwrite=overwrite, template_dir=template_dir)
-    _print_results(results, output)
+    _build([request], repo, output, overwrite=overwrite, all_or_nothing=all_or_nothing, template_dir=template_dir)
 
 
 @click.command("build")
@@ -174,13 +186,17 @@ def export_command(source: str, name: str, repo: Path, overwrite: bool, template
 @click.option("--repo", type=click.Path(path_type=Path), default=None,
               help="Build here instead of the spec's `repository` (or the manifests' repository).")
 @click.option("--model", "only", multiple=True, help="Build only these [models.<name>] entries.")
-@click.option("--overwrite", is_flag=True, help="Replace existing versions and model-level files.")
+@click.option("--overwrite", is_flag=True, help=_OVERWRITE)
+@click.option("--all-or-nothing", is_flag=True, help=_ALL_OR_NOTHING)
 @triton_version_option(None, "The NGC release that will serve every model (default: the triton_version the spec "
                        "or manifest gives each model, else 24.10).")
 @output_option
 def build_command(spec_file: Path | None, from_manifest: Path | None, repo: Path | None, only: tuple[str, ...],
-                  overwrite: bool, triton_version: str | None, output: str) -> None:
+                  overwrite: bool, all_or_nothing: bool, triton_version: str | None, output: str) -> None:
     """Build a whole repository from a declarative spec (tritonize.toml), or rebuild from manifests.
+
+    A format that fails is reported and the command exits 1; the formats that passed are written (none with
+    --all-or-nothing).
 
     \b
     Example:
@@ -205,5 +221,4 @@ def build_command(spec_file: Path | None, from_manifest: Path | None, repo: Path
         models = tuple(m for m in models if m.name in only)
     if triton_version is not None:
         models = tuple(dataclasses.replace(m, triton_version=target_release(triton_version)) for m in models)
-    results = generator("build").build(models, target, overwrite=overwrite, template_dir=template_dir)
-    _print_results(results, output)
+    _build(models, target, output, overwrite=overwrite, all_or_nothing=all_or_nothing, template_dir=template_dir)

@@ -78,7 +78,7 @@ def _infer_all(url: str, model: str, samples: list[dict[str, np.ndarray]],
 
     with TritonClient(url) as triton:
         client = triton.model(model)
-        output = client.info.outputs[0].name
+        output = client.info.outputs[0].key  # the model's own name, for every format
 
         def one(sample: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
             start = time.perf_counter()

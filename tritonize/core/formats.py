@@ -76,6 +76,12 @@ class Format:
         return self.base or self.name
 
 
+# tritonize's own model-level config parameters: the model's own input/output names, comma-separated in config
+# order, where the config must use others (the pytorch backend's OUTPUT__<i>, INPUT__<i>). Backends read the
+# parameters they know by key and ignore these (libtorch.cc ModelState::ParseParameters, r24.10); the typed
+# client reads them (tritonize.client.model_info), ``check`` counts them (tensor-names-parameter).
+TENSOR_NAMES = {"input": "tritonize.input_names", "output": "tritonize.output_names"}
+
 BACKENDS: dict[str, Backend] = {}
 FORMATS: dict[str, Format] = {}
 

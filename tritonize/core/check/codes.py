@@ -66,6 +66,9 @@ CODES: tuple[Code, ...] = (
     Code("reshape-mismatch", "error", "reshape and dims hold different element counts, or an empty reshape "
          "on a non-batching model"),
     Code("label-file-missing", "error", "label_filename does not exist in the model directory"),
+    Code("tensor-names-parameter", "error", "parameters tritonize.input_names / tritonize.output_names (the "
+         "model's own tensor names, where the config uses OUTPUT__<i>) do not list one distinct name per tensor: "
+         "the typed client would key results wrongly"),
     # batching and instances
     Code("bad-max-batch-size", "error", "max_batch_size is negative"),
     Code("preferred-batch-size", "error", "preferred_batch_size <= 0 or > max_batch_size"),

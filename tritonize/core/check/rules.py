@@ -157,6 +157,20 @@ def check_io(m: ModelView) -> Iterator[Hit]:
                 yield from _reshape_hits(label, list(t.dims), list(t.reshape.shape), m.mbs)
 
 
+def check_tensor_names(m: ModelView) -> Iterator[Hit]:
+    """tritonize's record of the model's own tensor names (formats.TENSOR_NAMES): one per tensor, in order."""
+    for kind, tensors in (("input", m.cfg.input), ("output", m.cfg.output)):
+        key = formats.TENSOR_NAMES[kind]
+        if key not in m.cfg.parameters:
+            continue
+        value = m.cfg.parameters[key].string_value
+        names = value.split(",")
+        if len(names) != len(tensors) or len(set(names)) != len(names) or not all(names):
+            yield "tensor-names-parameter", (f"parameters '{key}' is {value!r}: {len(names)} name(s) for "
+                                             f"{len(tensors)} {kind}(s); expected one distinct name per {kind}, "
+                                             "in config order (the typed client maps them by position)")
+
+
 def _dims_hits(label: str, dims: list[int], mbs: int) -> Iterator[Hit]:
     if not dims:
         fix = "dims: [ 1 ] with reshape: { shape: [ ] }" if mbs > 0 else "dims: [ 1 ]"
@@ -381,5 +395,5 @@ def _ensemble_dataflow(cfg: pb.ModelConfig) -> Iterator[Hit]:
 
 
 RULES = (check_name, check_versions, check_manifest, check_model_files, check_labels, check_python_code, check_io,
-         check_batch_io, check_batching, check_sequence_batching, check_instance_groups, check_optimization,
-         check_warmup, check_ensemble)
+         check_tensor_names, check_batch_io, check_batching, check_sequence_batching, check_instance_groups,
+         check_optimization, check_warmup, check_ensemble)

