@@ -1,10 +1,11 @@
-"""Library models whose ``forward`` takes one dict (a sentence-transformers model) as modules with tensor arguments.
+"""Library models as modules with one tensor argument per input: a ``forward`` taking one dict (a
+sentence-transformers model), or keyword inputs that are not forward's leading arguments.
 
-Detected by duck typing, so neither transformers nor sentence-transformers is a dependency: a forward with one
-argument, and either a class from ``sentence_transformers`` or an argument annotated as a dict/Mapping. The
-wrapper's arguments are the example's tensor keys (non-tensor entries, such as sentence-transformers'
-``modality``, are passed through as constants); it returns the tensors the model added to the dict, the
-sentence embedding first.
+A dict forward is detected by duck typing, so neither transformers nor sentence-transformers is a dependency:
+a forward with one argument, and either a class from ``sentence_transformers`` or an argument annotated as a
+dict/Mapping. The wrapper's arguments are the example's tensor keys (non-tensor entries, such as
+sentence-transformers' ``modality``, are passed through as constants); it returns the tensors the model added
+to the dict, the sentence embedding first.
 """
 
 from __future__ import annotations
@@ -53,18 +54,29 @@ def dict_input_adapter(module: torch.nn.Module, example: Any) -> tuple[torch.nn.
     bad = [k for k in tensors if not str(k).isidentifier()]
     if bad or not tensors:
         raise SpecError("example_inputs", bad or sorted(example), "tensors keyed by Python identifiers")
-    args = ", ".join(tensors)
     items = "".join(f"{k!r}: {k}, " for k in tensors)
-    namespace: dict[str, Any] = {}
-    exec(f"def forward(self, {args}):\n    return self.added(self.inner({{**self.constants, {items}}}))\n",
-         namespace)
-    cls = type(f"{type(module).__name__}Tensors", (torch.nn.Module,),
-               {"forward": namespace["forward"], "added": _added})
-    adapter = cls()
-    adapter.inner = module
-    adapter.constants = constants
-    adapter.arguments = list(tensors)
+    adapter = with_forward(f"{type(module).__name__}Tensors", module, list(tensors),
+                           f"self.added(self.inner({{**self.constants, {items}}}))",
+                           added=_added, constants=constants, arguments=list(tensors))
     return adapter, tensors
+
+
+def keyword_adapter(module: torch.nn.Module, names: list[str]) -> torch.nn.Module:
+    """``forward(<names>)`` calling ``module(name=name, ...)``: inputs that are not forward's leading arguments
+    (a Hugging Face model given input_ids and token_type_ids, without attention_mask)."""
+    call = ", ".join(f"{n}={n}" for n in names)
+    return with_forward(f"{type(module).__name__}Keywords", module, names, f"self.inner({call})")
+
+
+def with_forward(cls_name: str, module: torch.nn.Module, args: list[str], expression: str,
+                  **attributes: Any) -> torch.nn.Module:
+    """A module whose forward(self, <args>) returns ``expression`` (the argument names are the config's);
+    ``attributes`` (methods, constants) go on its class, made for this one module."""
+    namespace: dict[str, Any] = {}
+    exec(f"def forward(self, {', '.join(args)}):\n    return {expression}\n", namespace)
+    adapter = type(cls_name, (torch.nn.Module,), {"forward": namespace["forward"], **attributes})()
+    adapter.inner = module
+    return adapter.train(module.training)
 
 
 def _added(self: Any, out: Mapping[str, Any]) -> dict[str, torch.Tensor]:

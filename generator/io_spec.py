@@ -142,21 +142,27 @@ def probe_dims(
     keep the example's dims; where some also run at other sizes, one warning names them and the flag that frees
     them. Declared dims always win: only undeclared inputs are probed."""
     free = [n for n in examples if declared.get(n, DeclaredTensor(n)).dims is None]
-    reference = run(examples)
     offset = 1 if batching else 0
+
+    def outputs(batch: Mapping[str, np.ndarray]) -> list[np.ndarray] | None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return run(batch)
+        except Exception:
+            return None
+
+    reference = outputs(examples)
+    if reference is None or not free:
+        return {}  # a model that fails on its own example is reported by the load that follows
 
     def runs(changes: list[tuple[str, int]], size: int) -> bool:
         batch = dict(examples)
         for name, axis in changes:
             batch[name] = resized(batch[name], axis + offset, size)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                outputs = run(batch)
-        except Exception:
-            return False
-        return len(outputs) == len(reference) and all(
-            a.ndim == b.ndim and (not batching or a.shape[:1] == b.shape[:1]) for a, b in zip(outputs, reference))
+        got = outputs(batch)
+        return got is not None and len(got) == len(reference) and all(
+            a.ndim == b.ndim and (not batching or a.shape[:1] == b.shape[:1]) for a, b in zip(got, reference))
 
     def other(size: int) -> int:
         return size + max(1, size // 3)

@@ -229,7 +229,11 @@ def _from_module(module: torch.nn.Module, bundle: ModelBundle, kind: str, digest
     given = set(examples or {}) | set(declared)
     used = [n for n in names if n in given] if given else names
     if used != names[: len(used)]:
-        raise SpecError("inputs", used, f"the leading arguments of forward({', '.join(names)})")
+        if isinstance(module, torch.jit.ScriptModule):
+            raise SpecError("inputs", used, f"the leading arguments of forward({', '.join(names)})")
+        from .adapters import keyword_adapter
+
+        module = keyword_adapter(module, used)  # passed by keyword, as a Hugging Face model takes them
     if kind == "callable" and examples is not None and all(n in examples for n in used):
         declared.update(probe_dims({n: examples[n] for n in used}, declared, batching, TorchRunner(module, used)))
     inputs = infer_inputs(used, examples, declared, batching)

@@ -12,12 +12,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from tritonize.core.log import logger
 
+from ..adapters import with_forward
 from ..errors import SpecError
 from ..source import LoadedModel
 
@@ -89,14 +89,8 @@ def native_output_silenced() -> Iterator[None]:
 
 def _tuple_adapter(module: torch.nn.Module, input_names: list[str], keys: list[str]) -> torch.nn.Module:
     """Wrap a module whose forward returns a dict so it returns a tuple, keeping the argument names."""
-    args = ", ".join(input_names)
-    items = "".join(f"out[{k!r}], " for k in keys)
-    namespace: dict[str, Any] = {}
-    exec(f"def forward(self, {args}):\n    out = self.inner({args})\n    return ({items})\n", namespace)
-    adapter_cls = type("TupleOutputs", (torch.nn.Module,), {"forward": namespace["forward"]})
-    adapter = adapter_cls()
-    adapter.inner = module
-    return adapter.eval()
+    return with_forward("TupleOutputs", module, input_names, f"self.pick(self.inner({', '.join(input_names)}))",
+                        pick=lambda self, out: tuple(out[k] for k in self.keys), keys=keys)
 
 
 def exportable(loaded: LoadedModel, script: bool) -> torch.nn.Module:

@@ -20,6 +20,10 @@ import torchvision_cpu
 
 torchvision_cpu.apply()
 
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+hf_logging.disable_progress_bar()  # the temporary checkpoint's save/load bars
+
 WORDS = [f"w{i}" for i in range(40)]
 SENTENCES = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(3 + i % 9)) for i in range(6)]
 HIDDEN = 32
@@ -61,6 +65,12 @@ def bert() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
 
     torch.manual_seed(0)
     return BertModel(_bert_config()), _encode(pairs=True)
+
+
+def bert_without_mask() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """Keyword inputs that skip one of forward's: input_ids and token_type_ids, no attention_mask."""
+    model, example = bert()
+    return model, {k: example[k] for k in ("input_ids", "token_type_ids")}
 
 
 def distilbert() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
@@ -144,3 +154,8 @@ class _UserBranch(torch.nn.Module):
 def user_branch() -> tuple[torch.nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     return _UserBranch(), torch.randn(2, 4)
+
+
+def sentence_tokenizer() -> Any:
+    """The SentenceTransformer's own tokenizer (what its ensemble's preprocessing serves)."""
+    return sentence_encoder().tokenizer

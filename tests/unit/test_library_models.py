@@ -152,3 +152,14 @@ def test_sentence_transformer_with_its_own_preprocessed_example() -> None:
         expected = model(example)["sentence_embedding"]
     got = loaded.reference({k: v.numpy() for k, v in example.items() if isinstance(v, torch.Tensor)})[0]
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+
+
+def test_keyword_inputs_that_skip_an_argument_of_forward() -> None:
+    """input_ids and token_type_ids without attention_mask (forward's second argument): passed by keyword."""
+    loaded = load_source("library_models:bert_without_mask", max_batch_size=4)
+    assert [(i.name, i.dims) for i in loaded.inputs] == [("input_ids", (-1,)), ("token_type_ids", (-1,))]
+    model, example = library_models.bert_without_mask()
+    with torch.inference_mode():
+        expected = model.eval()(**example).last_hidden_state
+    got = loaded.reference({k: v.numpy() for k, v in example.items()})[0]
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
