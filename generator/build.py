@@ -26,12 +26,14 @@ from tritonize.core import formats
 from tritonize.core.check import check_repository
 from tritonize.core.log import logger, progress
 
+from . import ensemble
 from .config_spec import TENSOR_NAME_RE, InstanceGroup, ModelConfigSpec, Warmup, WarmupInput
 from .errors import ExportError, SpecError, TritonizeError, UsageError
 from .exporters import Artifact, ExportJob, equivalent, export
 from .judge import judge
 from .manifest import manifest_entry
 from .optimize import OptimizationReport, prune_module
+from .preprocess import Preprocess
 from .render import render_config
 from .request import ModelRequest
 from .runners import Runner, TorchRunner
@@ -160,7 +162,9 @@ class _Fp32Exports:
 
 def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: LoadedModel,
            sparsity: float | None, version: int, stage: Path, template_dir: Path | None,
-           fp32_exports: _Fp32Exports) -> tuple[StagedModel, VerificationReport, OptimizationReport | None]:
+           fp32_exports: _Fp32Exports, artifacts: dict[str, Artifact]
+           ) -> tuple[StagedModel, VerificationReport, OptimizationReport | None]:
+    """Stage one format; its artifact goes into ``artifacts`` (the ensemble in front of it runs it)."""
     name = req.model_name(fmt.name)
     root = stage / name
     vdir = root / str(version)
@@ -194,6 +198,7 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
         (root / "configs" / CPU_VARIANT).write_text(render_config(cpu, template_dir))
         model_files.append(f"configs/{CPU_VARIANT}")
     entry = manifest_entry(req, fmt.name, version, loaded, artifact, report, optimization)
+    artifacts[name] = artifact
     return StagedModel(name, root, version, entry, model_files, equivalent(fmt.name)), report, optimization
 
 
@@ -275,11 +280,13 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
     that is a symlink out of ``repo`` is refused unless ``follow_symlinks``."""
     repo = Path(repo)
     _check_requests(requests, repo, template_dir)
-    staged: dict[str, tuple[StagedModel, VerificationReport, OptimizationReport | None]] = {}
+    staged: dict[str, tuple[StagedModel, VerificationReport | None, OptimizationReport | None]] = {}
     failed: dict[str, BuiltModel] = {}
     references: dict[str, Runner] = {}
     loads: dict[str, LoadedModel | TritonizeError] = {}
     names = [r.model_name(f) for r in requests for f in r.formats]
+    targets = {r.model_name(f): r.triton_version for r in requests for f in r.formats}
+    artifacts: dict[str, Artifact] = {}
     with staging_area(repo, names) as stage, progress("building", total=len(names)) as bar:
         fp32_exports = _Fp32Exports(stage / ".work")
         for req in requests:
@@ -306,7 +313,7 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                 else:
                     try:
                         staged[name] = _stage(req, fmt, loaded, parent, sparsity, version, stage, template_dir,
-                                              fp32_exports)
+                                              fp32_exports, artifacts)
                         references[name] = loaded.reference
                     except UsageError:
                         raise
@@ -314,18 +321,30 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                         failed[name] = _failure(name, fmt.name, version, "failed", exc)
                         shutil.rmtree(stage / name, ignore_errors=True)
                 bar.advance()
+            steps = req.preprocess or loaded.preprocess
+            if steps is not None:
+                added = ensemble.model_names(req)
+                at = names.index(req.model_name(req.formats[-1])) + 1
+                names[at:at] = added  # after the request's formats
+                targets.update(dict.fromkeys(added, req.triton_version))
+                _stage_pipeline(req, loaded, steps, stage, repo, overwrite, artifacts, staged, failed, references)
         shutil.rmtree(stage / ".work", ignore_errors=True)
-        unchecked = _check_staged(stage, [model for model, _, _ in staged.values()], repo,
-                                  {r.model_name(f): r.triton_version for r in requests for f in r.formats})
+        unchecked = _check_staged(stage, [model for model, _, _ in staged.values()], repo, targets)
         for name, error in unchecked.items():
             model = staged.pop(name)[0]
             failed[name] = _failure(name, model.manifest_entry["format"], model.version, "failed", error)
+        for name in [n for n, (m, _, _) in staged.items() if m.manifest_entry["format"] == "ensemble"]:
+            missing = [step for step in staged[name][0].manifest_entry["steps"] if step in failed]
+            if missing:  # a step that failed `check`
+                model = staged.pop(name)[0]
+                failed[name] = _failure(name, "ensemble", model.version, "skipped",
+                                        ExportError(f"its step {missing[0]} failed"))
         keep = {} if failed and all_or_nothing else staged
         actions = {name: plan(repo, model, overwrite, follow_symlinks=follow_symlinks)
                    for name, (model, _, _) in keep.items()}
         _commit(repo, [keep[name][0] for name in names if name in keep], actions)
     results = {name: BuiltModel(m.name, m.manifest_entry["format"], m.version, actions.get(name, "discarded"),
-                                m.manifest_entry["artifact"]["sha256"], r, references[name], o)
+                                m.manifest_entry["artifact"]["sha256"], r, references.get(name), o)
                for name, (m, r, o) in staged.items()}
     results.update(failed)
     ordered = [results[name] for name in names]
@@ -334,6 +353,42 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
         if raise_on_failure:
             raise_failures(ordered)
     return ordered
+
+
+def _stage_pipeline(req: ModelRequest, loaded: LoadedModel, steps: Preprocess, stage: Path, repo: Path,
+                    overwrite: bool, artifacts: dict[str, Artifact],
+                    staged: dict[str, tuple[StagedModel, VerificationReport | None, OptimizationReport | None]],
+                    failed: dict[str, BuiltModel], references: dict[str, Runner]) -> None:
+    """``<name>_preprocess`` (proven equal to the training preprocessing) and an ensemble per format that
+    passed; each format's artifact must compute the eager model's outputs on the step's outputs."""
+    name = ensemble.preprocess_name(req)
+    version = _version(req, repo / name, overwrite)
+    try:
+        pipeline = ensemble.resolve(req, loaded, steps)
+        model, served = ensemble.stage_preprocess(req, loaded, pipeline, version, stage)
+        staged[name] = (model, None, None)
+    except UsageError:
+        raise
+    except TritonizeError as exc:
+        failed[name] = _failure(name, "python", version, "failed", exc)
+        shutil.rmtree(stage / name, ignore_errors=True)
+    for fmt in req.formats:
+        target = ensemble.ensemble_name(req, fmt)
+        version = _version(req, repo / target, overwrite)
+        blocked = next((n for n in (name, req.model_name(fmt)) if n in failed), None)
+        if blocked:
+            failed[target] = _failure(target, "ensemble", version, "skipped", ExportError(f"its step {blocked} failed"))
+            continue
+        artifact = artifacts[req.model_name(fmt)]
+        try:
+            ensemble.check_artifact(pipeline, served, loaded, artifact, req.tolerance(fmt), target,
+                                    gate=not formats.FORMATS[fmt].optimized)
+            staged[target] = (ensemble.stage_ensemble(req, fmt, loaded, pipeline, artifact, _labels(req, loaded),
+                                                      version, stage), None, None)
+            references[target] = ensemble.eager_runner(pipeline, loaded)
+        except TritonizeError as exc:
+            failed[target] = _failure(target, "ensemble", version, "failed", exc)
+            shutil.rmtree(stage / target, ignore_errors=True)
 
 
 def _commit(repo: Path, staged: list[StagedModel], actions: dict[str, str]) -> None:

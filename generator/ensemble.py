@@ -155,10 +155,12 @@ def _load_step(version_dir: Path) -> Any:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the staged version
     try:
         spec.loader.exec_module(module)
         return module.load(str(version_dir))
     finally:
+        sys.dont_write_bytecode = writes
         del sys.modules[name]
 
 

@@ -96,6 +96,9 @@ def request_from_table(name: str, table: Mapping[str, Any], base: Path, where: s
     for key in _FILES:
         if key in data:
             data[key] = str(base / convert(data[key], str, f"{where}.{key}"))
+    text = data.get("preprocess", {}).get("text") if isinstance(data.get("preprocess"), Mapping) else None
+    if isinstance(text, Mapping) and isinstance(text.get("tokenizer"), str) and ":" not in text["tokenizer"]:
+        data["preprocess"] = {**data["preprocess"], "text": {**text, "tokenizer": str(base / text["tokenizer"])}}
     if "inputs" in data:  # a table keyed by input name
         inputs = convert(data["inputs"], Mapping[str, Mapping[str, Any]], f"{where}.inputs")
         data["inputs"] = [from_table(DeclaredTensor, {"name": input_name, **spec}, f"{where}.inputs.{input_name}")

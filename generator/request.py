@@ -28,6 +28,7 @@ from .config_spec import (
 )
 from .errors import SpecError
 from .io_spec import DeclaredTensor
+from .preprocess import Preprocess
 from .quantization import Quantization
 
 TASKS = ("classification", "embedding", "regression")  # the accuracy gate's metric (generator/accuracy.py)
@@ -97,6 +98,7 @@ class ModelRequest:
     format_options: Mapping[str, FormatOptions] = field(default_factory=dict)
     prune: float | None = None  # fraction of Linear/Conv weights zeroed (L1, unstructured) before export
     evaluation: str | None = None  # labeled set for the accuracy gate: .npz (inputs + "labels") or module:fn
+    preprocess: Preprocess | None = None  # steps served in front of the model (an ensemble): generator/preprocess
     task: str | None = None  # what judges INT8/pruning: classification | embedding | regression (None: inferred)
     triton_version: str = releases.LOCAL  # the NGC release that serves it: what it can load (core.releases)
 

@@ -23,6 +23,7 @@ from tritonize.core.loader import load_callable, summary
 
 from .errors import ModelLoadError, SourceError, SpecError
 from .io_spec import DeclaredTensor, SampleFactory, TensorIO, infer_inputs, model_dims, probe_dims
+from .preprocess import Preprocess
 from .runners import OnnxRunner, Runner, TorchRunner
 
 
@@ -40,6 +41,8 @@ class ModelBundle:
     evaluation: Callable[[], tuple[Mapping[str, Any], Any]] | None = None
     # () -> input dicts to calibrate static INT8 quantization (representative, e.g. training data)
     calibration: Callable[[], Iterable[Mapping[str, Any]]] | None = None
+    # the preprocessing training used, served in front of the model (generator/preprocess); the spec's wins
+    preprocess: Preprocess | None = None
 
 
 @dataclass
@@ -60,6 +63,7 @@ class LoadedModel:
     labels: list[str] | None = None
     evaluation: Callable[[], tuple[Mapping[str, Any], Any]] | None = None
     calibration: Callable[[], Iterable[Mapping[str, Any]]] | None = None
+    preprocess: Preprocess | None = None
 
 
 def _bundle(result: Any, ref: str) -> ModelBundle:
@@ -240,7 +244,7 @@ def _from_module(module: torch.nn.Module, bundle: ModelBundle, kind: str, digest
     samples = SampleFactory(inputs, batching, examples, bundle.sample_inputs)
     runner = TorchRunner(module, [i.name for i in inputs])
     loaded = LoadedModel(kind, digest, batching, inputs, [], samples, runner, module=module, labels=bundle.labels,
-                         evaluation=bundle.evaluation, calibration=bundle.calibration)
+                         evaluation=bundle.evaluation, calibration=bundle.calibration, preprocess=bundle.preprocess)
     if examples is not None:
         loaded.example_batch = {i.name: examples[i.name] for i in inputs}
     # Dict outputs: remember the keys so every runner returns them in one order.

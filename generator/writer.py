@@ -163,6 +163,11 @@ def _manifest_needs_repair(target: Path, staged: StagedModel) -> bool:
             or manifest.get("files") != staged.file_hashes())
 
 
+def _listing(version_dir: Path) -> list[str]:
+    """A version's entries, without the bytecode a served python model's imports leave (``__pycache__``)."""
+    return sorted(p.name for p in version_dir.iterdir() if p.name != "__pycache__")
+
+
 def plan(repo: Path, staged: StagedModel, overwrite: bool, *, follow_symlinks: bool = False) -> str:
     """What ``commit`` will do: 'new', 'add-version', 'replace-version', 'repair-manifest' or 'unchanged'.
     Raises on conflicts, and on symlinks out of the repository unless ``follow_symlinks``."""
@@ -185,7 +190,7 @@ def plan(repo: Path, staged: StagedModel, overwrite: bool, *, follow_symlinks: b
     version_dir = target / str(staged.version)
     if version_dir.exists():
         new = staged.root / str(staged.version)
-        same = sorted(p.name for p in version_dir.iterdir()) == sorted(p.name for p in new.iterdir()) and all(
+        same = _listing(version_dir) == _listing(new) and all(
             sha256(version_dir / p.name) == sha256(p)
             or (staged.equivalent is not None and staged.equivalent(version_dir / p.name, p))
             for p in new.iterdir() if p.is_file())

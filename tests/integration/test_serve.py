@@ -76,10 +76,13 @@ def test_serve_docker_without_an_engine_says_why(toy_repo: Path) -> None:
 
 def test_quickstart_from_a_clean_directory(tmp_path: Path) -> None:
     start = time.monotonic()
-    proc = subprocess.run([*CLI, "quickstart"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*CLI, "quickstart"], cwd=tmp_path, capture_output=True, text=True, timeout=420)
     took = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for model in ("digits_onnx", "digits_torchscript", "sequence_onnx", "sequence_torchscript"):
+    for model in ("digits_onnx", "digits_torchscript", "sequence_onnx", "sequence_torchscript",
+                  # strings and PNG bytes through the preprocessing ensembles
+                  "reviews_onnx_ensemble", "reviews_torchscript_ensemble", "glyphs_onnx_ensemble",
+                  "glyphs_torchscript_ensemble"):
         line = next(line for line in proc.stdout.splitlines() if line.startswith(model + " "))
         assert line.split()[3] == "100.0%"  # Triton and eager agree on every sample
     for model in ("digits_onnx_int8", "sequence_onnx_int8"):
@@ -87,7 +90,7 @@ def test_quickstart_from_a_clean_directory(tmp_path: Path) -> None:
         assert float(line.split()[3].rstrip("%")) >= 99.0  # INT8: within the accuracy budget
     assert "[4/4] Stopping tritonserver" in proc.stderr
     assert (tmp_path / "model_repository" / "digits_onnx" / "config.pbtxt").is_file()
-    assert took < 120
+    assert took < 300  # a hang guard, not a speed target (the README records the time)
     _example_stubs_type_check_and_serve(tmp_path)
 
 

@@ -1,9 +1,11 @@
 """``tritonize quickstart``: the whole job on the bundled example, in one command.
 
-Build the example repository (digits CNN and token-sequence classifier, ONNX + TorchScript, dynamic
-batching, verified), serve it on a local tritonserver, send held-out data through gRPC one request per
-sample (concurrently, so the dynamic batcher forms batches), compare every prediction with the eager model,
-print accuracy and latency per artifact, stop the server.
+Build the example repository (digits CNN and token-sequence classifier, ONNX + TorchScript + INT8; a review
+classifier behind its tokenizer and a digit-image classifier behind its image preprocessing, served as
+ensembles that take strings and PNG bytes; dynamic batching; verified), serve it on a local tritonserver, send
+held-out data through gRPC one request per sample (concurrently, so the dynamic batcher forms batches), compare
+every prediction with the eager model (behind the training preprocessing, for raw inputs), print accuracy and
+latency per artifact, stop the server.
 """
 
 from __future__ import annotations
@@ -56,19 +58,40 @@ class Steps:
         click.echo(f"      done in {took:.1f} s{'; ' + note if note else ''}", err=True)
 
 
+RAW_INPUTS = ("reviews", "glyphs")  # examples served behind their preprocessing: their ensembles take raw inputs
+
+
 def held_out_samples() -> dict[str, tuple[list[dict[str, np.ndarray]], np.ndarray]]:
-    """Per example model: one input dict per held-out sample (batch of 1), and the labels."""
+    """Per example model: one input dict per held-out sample (batch of 1), and the labels. The ensembles'
+    inputs are raw: a UTF-8 string, or PNG bytes."""
     from tritonize.generator.examples.digits import load_digits_split
+    from tritonize.generator.examples.glyphs import load_glyphs
+    from tritonize.generator.examples.reviews import make_reviews
     from tritonize.generator.examples.sequence import make_task
 
     digits = load_digits_split()
     ids, mask, labels = make_task(400, seed=2026)
     lengths = mask.sum(1)
     sequences = [{"ids": ids[i : i + 1, : lengths[i]], "mask": mask[i : i + 1, : lengths[i]]} for i in range(len(ids))]
+    texts, sentiments = make_reviews(400, seed=2026)
+    _, _, pngs, glyph_labels = load_glyphs()
+
+    def raw(name: str, value: str | bytes) -> dict[str, np.ndarray]:
+        return {name: np.array([[value.encode() if isinstance(value, str) else value]], dtype=object)}
+
     return {
         "digits": ([{"image": digits.test_x[i : i + 1]} for i in range(len(digits.test_x))], digits.test_y),
         "sequence": (sequences, labels),
+        "reviews": ([raw("text", t) for t in texts], sentiments),
+        "glyphs": ([raw("image_bytes", png) for png in pngs], glyph_labels),
     }
+
+
+def evaluated(built: list[Any]) -> list[Any]:
+    """The artifacts the quickstart sends held-out data to: the examples' models, and for the examples served
+    behind their preprocessing their ensembles (raw inputs in)."""
+    return [b for b in built if b.format not in ("python", "failed") and
+            (b.format == "ensemble") == (b.name.split("_", 1)[0] in RAW_INPUTS)]
 
 
 def _infer_all(url: str, model: str, samples: list[dict[str, np.ndarray]],
@@ -85,8 +108,8 @@ def _infer_all(url: str, model: str, samples: list[dict[str, np.ndarray]],
             result = client.infer(sample, outputs=[output])
             return result[output][0], (time.perf_counter() - start) * 1e3
 
-        def counts() -> tuple[int, int]:
-            stats = triton.statistics(model)[0]
+        def counts() -> tuple[int, int]:  # an ensemble's batches are formed by its model's dynamic batcher
+            stats = triton.statistics(model.removesuffix("_ensemble"))[0]
             return int(stats["inference_count"]), int(stats["execution_count"])
 
         before = counts()
@@ -104,10 +127,10 @@ def evaluate(url: str, built: list[Any], concurrency: int) -> list[ArtifactResul
     samples = held_out_samples()
     eager_cache: dict[str, np.ndarray] = {}
     results = []
-    for model in built:
+    for model in evaluated(built):
         base = model.name.split("_", 1)[0]
         inputs, labels = samples[base]
-        if base not in eager_cache:
+        if base not in eager_cache:  # the eager model (behind the training preprocessing, for raw inputs)
             eager_cache[base] = np.stack([model.reference(sample)[0][0] for sample in inputs])
         eager = eager_cache[base]
         got, latencies, rate, avg_batch = _infer_all(url, model.name, inputs, concurrency)
@@ -119,7 +142,9 @@ def evaluate(url: str, built: list[Any], concurrency: int) -> list[ArtifactResul
 
 
 NOTE = ("(one request per held-out sample over gRPC, {} in flight; avg batch = inferences / executions from "
-        "Triton's statistics: the dynamic batcher at work; *_int8 are compared with the FP32 eager model)")
+        "Triton's statistics: the dynamic batcher at work; *_int8 are compared with the FP32 eager model; "
+        "*_ensemble take raw strings / PNG bytes and are compared with the training preprocessing + the eager "
+        "model)")
 
 
 def results_table(results: list[ArtifactResult]) -> Table:
@@ -164,7 +189,8 @@ def quickstart_command(repo: Path, concurrency: int, overwrite: bool, output: st
     with LocalTriton(repo) as server:
         variant = f"; no GPU: configs/{server.config_name}.pbtxt variants" if server.config_name else ""
         steps.done(f"gRPC {server.grpc_url}{variant}")
-        steps.start("Sending held-out digits and sequences through gRPC, comparing with the eager models")
+        steps.start("Sending held-out digits, sequences, review texts and PNG images through gRPC, comparing with "
+                    "the eager models")
         results = evaluate(server.grpc_url, built, concurrency)
         steps.done()
         steps.start("Stopping tritonserver")
