@@ -27,6 +27,7 @@ hf_logging.disable_progress_bar()  # the temporary checkpoint's save/load bars
 WORDS = [f"w{i}" for i in range(40)]
 SENTENCES = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(3 + i % 9)) for i in range(6)]
 HIDDEN = 32
+IMAGE = 32  # pixels a side: resnet18 and mobilenet_v3_small end at 1x1, as at 224 they end at 7x7
 
 
 @functools.cache
@@ -128,14 +129,14 @@ def resnet18() -> tuple[torch.nn.Module, torch.Tensor]:
     from torchvision.models import resnet18 as build
 
     torch.manual_seed(0)
-    return _reestimated(build(num_classes=10), 64), torch.randn(1, 3, 64, 64)
+    return _reestimated(build(num_classes=10), IMAGE), torch.randn(1, 3, IMAGE, IMAGE)
 
 
 def mobilenet_v3_small() -> tuple[torch.nn.Module, torch.Tensor]:
     from torchvision.models import mobilenet_v3_small as build
 
     torch.manual_seed(0)
-    return _reestimated(build(num_classes=10), 64), torch.randn(1, 3, 64, 64)
+    return _reestimated(build(num_classes=10), IMAGE), torch.randn(1, 3, IMAGE, IMAGE)
 
 
 class _UserBranch(torch.nn.Module):

@@ -87,7 +87,7 @@ TOKENS = ["input_ids", "attention_mask", "token_type_ids"]
 def test_library_model_builds_in_both_formats_with_parity(get: Callable[[str], Built], fn: str, inputs: list[str] | None,
                                                             outputs: list[tuple[str, list[int]]]) -> None:
     result = get(fn)
-    expected_inputs = [(n, [-1]) for n in inputs] if inputs else [("x", [3, 64, 64])]
+    expected_inputs = [(n, [-1]) for n in inputs] if inputs else [("x", [3, library_models.IMAGE, library_models.IMAGE])]
     for fmt in ("onnx", "torchscript"):
         assert [n for n, _ in result.inputs(fmt)] == [n for n, _ in expected_inputs]
         assert [d for _, d in result.inputs(fmt)] == [d for _, d in expected_inputs]
@@ -118,7 +118,7 @@ def test_sequence_length_detected_and_the_exports_run_at_another_length(get: Cal
 
 def test_float_dims_that_also_run_at_other_sizes_are_kept_and_named(get: Callable[[str], Built]) -> None:
     warnings = get("resnet18").messages(logging.WARNING)
-    assert ("inputs x dims [3, 64, 64] are fixed at the example's; the model also runs at other sizes of dims[1], "
+    assert ("inputs x dims [3, 32, 32] are fixed at the example's; the model also runs at other sizes of dims[1], "
             "dims[2]: --input x:float32:3,-1,-1 frees them") in warnings, warnings
 
 
