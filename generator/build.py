@@ -159,6 +159,15 @@ class _Fp32Exports:
             self.done[key] = export(job)
         return self.done[key]
 
+    def offer(self, req: ModelRequest, loaded: LoadedModel, fmt: str, artifact: Artifact) -> None:
+        """Keep a format's own export (a copy of its file) as the FP32 parent of the formats made from it: it is
+        what ``get`` would export again (same model, opset, exporter, script and target)."""
+        key = (id(loaded), fmt, req.options(fmt).opset, req.options(fmt).exporter, req.script, req.triton_version)
+        if key not in self.done and any(formats.FORMATS[f].base == fmt for f in req.formats):
+            directory = self.root / str(len(self.done))
+            directory.mkdir(parents=True)
+            self.done[key] = dataclasses.replace(artifact, path=Path(shutil.copy(artifact.path, directory)))
+
 
 def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: LoadedModel,
            sparsity: float | None, version: int, stage: Path, template_dir: Path | None,
@@ -170,6 +179,7 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
     vdir = root / str(version)
     _log.info(f"[{name}] exporting {fmt.name}")
     artifact = export(ExportJob(loaded, req, fmt, vdir, lambda base: fp32_exports.get(req, loaded, base, fmt.name)))
+    fp32_exports.offer(req, loaded, fmt.name, artifact)
     _log.info(f"[{name}] verifying against the {loaded.kind} reference")
     report = verify(name, loaded, artifact, req.tolerance(fmt.name), req.max_batch_size, gate=not fmt.optimized)
     if artifact.warnings:

@@ -121,10 +121,10 @@ def _export_dynamo(module: torch.nn.Module, loaded: LoadedModel, path: Path, ops
         narrowed = _narrowed_dims(program, input_names, variable)
         proto = onnx.load(str(path))
         _name_dims(proto, variable, [t.name for t in loaded.inputs], loaded.batching)
-        _drop_debug_metadata(proto.graph)
+        _drop_debug_metadata(proto.graph.node, [*proto.graph.input, *proto.graph.output, *proto.graph.value_info,
+                                                *proto.graph.initializer])
         for function in proto.functions:
-            for node in function.node:
-                del node.metadata_props[:]
+            _drop_debug_metadata(function.node, [])
         onnx.save(proto, str(path))
     except Exception as exc:  # torch.export, the ONNX translation, or a file over protobuf's 2 GB
         cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
@@ -171,13 +171,14 @@ def _name_dims(proto: Any, variable: list[list[int]], names: list[str], batching
                 dim.dim_param = rename[dim.dim_param]
 
 
-def _drop_debug_metadata(graph: Any) -> None:
-    for node in graph.node:
+def _drop_debug_metadata(nodes: Any, values: list[Any]) -> None:
+    """torch.export's per-node records (stack traces with absolute paths, FX names), also in subgraphs."""
+    for node in nodes:
         del node.metadata_props[:]
         for attr in node.attribute:
             for sub in [attr.g, *attr.graphs]:
-                _drop_debug_metadata(sub)
-    for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+                _drop_debug_metadata(sub.node, [*sub.input, *sub.output, *sub.value_info, *sub.initializer])
+    for value in values:
         del value.metadata_props[:]
 
 

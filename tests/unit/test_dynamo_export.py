@@ -137,3 +137,33 @@ def test_a_model_torch_export_cannot_capture_is_one_export_error_line(tmp_path: 
     assert "\n" not in message and "\x1b" not in message, message
     assert all(w in message for w in ["exporter 'dynamo'", "exporter = 'torchscript'", *words]), message
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_build_exports_onnx_once_and_never_runs_the_eager_model_twice_on_a_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build-time waste (benchmarks/results/build_time.md): onnx-int8 quantizes the onnx format's own export,
+    and the three verifications and the INT8 gates reuse the eager model's outputs for a batch they share."""
+    from tritonize.generator.source import load_source
+
+    exports: list[str] = []
+    real_export = torch.onnx.export
+
+    def counting_export(*args: object, **kwargs: object) -> object:
+        exports.append(str(args[2]))
+        return real_export(*args, **kwargs)  # type: ignore[arg-type]
+
+    batches: list[tuple[object, ...]] = []
+
+    def hooked_load(*args: object, **kwargs: object) -> object:
+        loaded = load_source(*args, **kwargs)  # type: ignore[arg-type]
+        loaded.module.register_forward_hook(  # after loading: the build's own runs
+            lambda _, inputs, __: batches.append(tuple((tuple(t.shape), t.numpy().tobytes()) for t in inputs)))
+        return loaded
+
+    monkeypatch.setattr(torch.onnx, "export", counting_export)
+    monkeypatch.setattr("tritonize.generator.build.load_source", hooked_load)
+    built = build([request(("onnx", "torchscript", "onnx-int8"), **{"onnx-int8": FormatOptions(accuracy_budget=100.0)})],
+                  tmp_path)
+    assert [b.action for b in built] == ["new"] * 3
+    assert len(exports) == 1, exports
+    assert batches and len(set(batches)) == len(batches), f"{len(batches) - len(set(batches))} repeated eager runs"
