@@ -16,7 +16,7 @@ import importlib.util
 import json
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .manifest import environment
 from .preprocess import TOKENIZER_FIELDS, Preprocess, Proof, reference
 from .project import request_to_table
 from .request import ModelRequest
+from .runners import Runner
 from .source import LoadedModel
 from .verify import _compare
 from .writer import StagedModel, sha256
@@ -99,7 +100,7 @@ def _text(req: ModelRequest, steps: Preprocess, loaded: LoadedModel) -> Pipeline
     text = steps.text
     assert text is not None
     tokenizer = reference.load_tokenizer(text.tokenizer)
-    outputs = []
+    outputs: list[tuple[str, str, tuple[int, ...]]] = []
     for tensor in loaded.inputs:
         if tensor.name not in TOKENIZER_FIELDS:
             raise SpecError(f"inputs.{tensor.name}", tensor.name, "inputs a tokenizer produces ("
@@ -324,12 +325,12 @@ def stage_ensemble(req: ModelRequest, fmt: str, loaded: LoadedModel, pipeline: P
                        files)
 
 
-def eager_runner(pipeline: Pipeline, loaded: LoadedModel) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+def eager_runner(pipeline: Pipeline, loaded: LoadedModel) -> Runner:
     """What the ensemble should compute, eagerly: raw inputs (as sent to the ensemble) -> the training
     preprocessing -> the eager model."""
     text = pipeline.steps.kind == "text"
 
-    def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         raw = [x.decode() if text and isinstance(x, bytes) else x
                for x in np.asarray(inputs[pipeline.steps.input_name], dtype=object).reshape(-1)]
         tensors = pipeline.reference(raw)

@@ -30,7 +30,8 @@ def draw(digit: np.ndarray, rng: np.random.Generator) -> bytes:
     ink, paper = rng.integers(0, 110, 3), rng.integers(150, 256, 3)  # dark ink of any hue on light paper
     if rng.random() < 0.5:  # or light on dark
         ink, paper = paper, ink
-    alpha = np.asarray(Image.fromarray((digit * 15).astype(np.uint8)).resize((side, side), Image.BILINEAR)) / 255.0
+    scaled = Image.fromarray((digit * 15).astype(np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
+    alpha = np.asarray(scaled) / 255.0
     pixels = paper + alpha[..., None] * (ink.astype(float) - paper)
     canvas = np.empty((side + 2 * margin, side + 2 * margin, 3))
     canvas[:] = paper

@@ -173,7 +173,8 @@ def _torch_transform(steps: ImageSteps) -> Callable[[Any], Any]:
     import torch
     from PIL import Image
 
-    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[steps.interpolation]
+    resample = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                "bicubic": Image.Resampling.BICUBIC}[steps.interpolation]
 
     def transform(image: Any) -> Any:
         if steps.resize is not None:

@@ -127,7 +127,7 @@ def test_bad_declarations_are_one_line(tmp_path: Path) -> None:
 
 
 def test_the_spec_declares_preprocessing_and_reads_the_tokenizer_beside_it(tmp_path: Path) -> None:
-    from tritonize.generator.project import load_project
+    from tritonize.generator.project import load_project, request_from_table, request_to_table
 
     spec = tmp_path / "tritonize.toml"
     spec.write_text('[models.m]\nsource = "x:y"\n[models.m.preprocess.text]\ntokenizer = "tok/tokenizer.json"\n'
@@ -137,6 +137,8 @@ def test_the_spec_declares_preprocessing_and_reads_the_tokenizer_beside_it(tmp_p
     assert m.preprocess == Preprocess(text=TextSteps(tokenizer=str(tmp_path / "tok/tokenizer.json"), max_length=32,
                                                      padding="max_length"))
     assert i.preprocess is not None and i.preprocess.image == ImageSteps(resize=256, center_crop=224)
+    for req in (m, i):  # the manifest records the request as its table: build --from-manifest reads it back
+        assert request_from_table(req.name, request_to_table(req), Path("."), "x") == req
     spec.write_text('[models.m]\nsource = "x:y"\n[models.m.preprocess.image]\nrezise = 3\n')
     proc = subprocess.run([sys.executable, "-c", "from tritonize.cli import main; main()", "build", str(spec),
                            "--repo", str(tmp_path / "repo")], capture_output=True, text=True)

@@ -21,7 +21,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_spec() -> None:
     project = load_project(ROOT / "model_repository/tritonize.toml")
     assert project.repository == ROOT / "model_repository" / "."
-    digits, sequence = project.models
+    digits, sequence, reviews, glyphs = project.models
     assert (digits.name, digits.formats, digits.max_batch_size, digits.version) == (
         "digits", ("onnx", "torchscript", "onnx-int8"), 64, 1)
     quantization = digits.options("onnx-int8").quantization
@@ -30,6 +30,7 @@ def test_example_spec() -> None:
     assert [(g.kind, g.count) for g in digits.instance_group] == [("KIND_GPU", 1)]
     assert digits.options("onnx").parameters == {"intra_op_thread_count": "1", "inter_op_thread_count": "1"}
     assert sequence.source.endswith("sequence:build_sequence_classifier")
+    assert (reviews.formats, glyphs.formats) == (("onnx", "torchscript"), ("onnx", "torchscript"))
 
 
 def test_full_model_table(tmp_path: Path) -> None:

@@ -112,7 +112,7 @@ def assert_toml_values(value: Any, where: str = "") -> None:
 
 def test_request_table_round_trip(tmp_path: Path) -> None:
     requests = all_requests(tmp_path)
-    assert [r.name for r in requests] == ["digits", "sequence", "many", "stateful", "unbatched"]
+    assert [r.name for r in requests] == ["digits", "sequence", "reviews", "glyphs", "many", "stateful", "unbatched"]
     for req in requests:
         table = request_to_table(req)
         assert_toml_values(table, f"models.{req.name}")
@@ -123,7 +123,7 @@ def test_request_table_round_trip(tmp_path: Path) -> None:
 
 def test_the_table_writes_only_what_differs_from_the_defaults(tmp_path: Path) -> None:
     assert request_to_table(ModelRequest("m", "pkg:fn")) == {"source": "pkg:fn"}
-    table = request_to_table(all_requests(tmp_path)[2])  # "many"
+    table = request_to_table(all_requests(tmp_path)[4])  # "many"
     assert table["warmup_batch_sizes"] == []  # no warmup is not the default (1 and max_batch_size)
     assert table["inputs"] == {"features": {"dtype": "float32", "dims": [4]},
                                "ids": {"dtype": "int64", "dims": [-1], "range": [0, 20]}}

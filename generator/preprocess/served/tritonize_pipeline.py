@@ -62,7 +62,8 @@ class Image:
 
         self.pil = PIL
         self.settings = settings
-        self.resample = {"nearest": PIL.NEAREST, "bilinear": PIL.BILINEAR, "bicubic": PIL.BICUBIC}[
+        self.resample = {"nearest": PIL.Resampling.NEAREST, "bilinear": PIL.Resampling.BILINEAR,
+                         "bicubic": PIL.Resampling.BICUBIC}[
             settings["interpolation"]]
         self.mean = np.array(settings["mean"], dtype=np.float32).reshape(-1, 1, 1)
         self.std = np.array(settings["std"], dtype=np.float32).reshape(-1, 1, 1)
