@@ -23,8 +23,9 @@ What judges each task (budgets are ``FormatOptions`` fields, per format):
 - regression: relative error, mean |Δ| / mean |FP32 − mean FP32| (``max_relative_error``, 0.05): the error
   against the spread of the outputs over the set, so that an offset (prices around 300) cannot hide it.
 
-The judged output is the first one, except for embeddings: an output named ``sentence_embedding`` or
-``pooler_output`` is judged when there is one. A reference that does not vary over the evaluation set (one class
+The judged output is the first one, except for embeddings: an output named ``sentence_embedding`` is judged when
+there is one (a Hugging Face model's ``last_hidden_state`` is judged before its ``pooler_output``: the tanh of the
+pooler can hide what the encoder lost). A reference that does not vary over the evaluation set (one class
 for every sample, equal embeddings, a constant) is no evidence: the gate refuses it.
 
 Batches are never concatenated before they run: a user's sample or evaluation batches may be padded to
@@ -34,6 +35,7 @@ different widths. Per-sample results are joined after.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
     from .source import LoadedModel
 
 EMBEDDING_NAME = re.compile(r"embed|pool|hidden|feature|encod|vector", re.IGNORECASE)
-POOLED_NAMES = ("sentence_embedding", "pooler_output")
+POOLED_NAMES = ("sentence_embedding",)
 MIN_EMBEDDING_WIDTH = 32  # a [C] float output without labels: fewer are class scores, more an embedding
 NEIGHBOR_TIE = 1e-3  # cosine: a sample whose two nearest FP32 neighbours are this close is not counted
 SYNTHESIZED_BATCHES = 8
@@ -303,16 +305,46 @@ def budget_keys(task: str) -> str:
             "min_neighbor_agreement", "regression": "max_relative_error"}[task]
 
 
+@dataclass
+class Reference:
+    """The evaluation set, the task, the judged output and the FP32 model's outputs on the set."""
+
+    evaluation: EvaluationSet
+    task: str
+    output: int
+    outputs: list[np.ndarray]
+
+    def run(self, runner: Runner, req: ModelRequest, loaded: LoadedModel) -> list[np.ndarray]:
+        return run_batches(runner, self.evaluation, max(req.max_batch_size, 1), self.output, loaded.batching)
+
+
+# the exporter's per-channel choice and the gate after it share one evaluation of the reference model
+_REFERENCES: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Reference]] = weakref.WeakKeyDictionary()
+
+
+def reference(req: ModelRequest, loaded: LoadedModel, keep: bool = True) -> Reference:
+    """What ``loaded``'s reference gives on the evaluation set, computed once per reference model and request
+    (``keep=False``: the last use, forgotten after)."""
+    key = (req.evaluation, req.max_batch_size, req.task, str(req.labels))
+    cached = _REFERENCES.setdefault(loaded.reference, {})
+    ref = cached.pop(key, None)
+    if ref is None:
+        evaluation = evaluation_set(req, loaded)
+        task = infer_task(req, loaded, evaluation.labels is not None)
+        ref = Reference(evaluation, task, judged_output(task, loaded), [])
+        ref.outputs = ref.run(loaded.reference, req, loaded)
+    if keep:
+        cached[key] = ref
+    return ref
+
+
 def choose_per_channel(req: ModelRequest, fmt: str, loaded: LoadedModel,
                        candidates: Mapping[bool, Runner]) -> tuple[bool, str]:
     """Judge each candidate (per_channel → runner) against ``loaded``'s reference on the task's metric; return
     the better (per-tensor on a tie: the old default) and a sentence with every candidate's numbers."""
-    evaluation = evaluation_set(req, loaded)
-    task = infer_task(req, loaded, evaluation.labels is not None)
-    k, chunk = judged_output(task, loaded), max(req.max_batch_size, 1)
-    ref = run_batches(loaded.reference, evaluation, chunk, k, loaded.batching)
-    measured = {pc: measure(req.model_name(fmt), task, loaded.outputs[k].name, ref,
-                            run_batches(runner, evaluation, chunk, k, loaded.batching), evaluation.labels)
+    ref = reference(req, loaded)
+    measured = {pc: measure(req.model_name(fmt), ref.task, loaded.outputs[ref.output].name, ref.outputs,
+                            ref.run(runner, req, loaded), ref.evaluation.labels)
                 for pc, runner in candidates.items()}
     best = max(measured, key=lambda pc: measured[pc].score)
     words = {True: "per-channel", False: "per-tensor"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tritonize.core import formats
 from tritonize.core.log import logger
 
-from .accuracy import budget_keys, check_budgets, evaluation_set, infer_task, judged_output, measure, run_batches
+from .accuracy import budget_keys, check_budgets, measure, reference
 from .exporters import Artifact
 from .optimize import OptimizationReport, compare_latency, file_sizes
 from .quantization import Quantization
@@ -51,15 +51,13 @@ def judge(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel,
           fp32: Artifact, sparsity: float | None) -> OptimizationReport:
     """Accuracy gate and speed/size report of ``artifact`` against the FP32 model ``parent``/``fp32``."""
     name, opts, base = req.model_name(fmt), req.options(fmt), formats.FORMATS[fmt].fp32
-    evaluation = evaluation_set(req, loaded)
-    task = infer_task(req, loaded, evaluation.labels is not None)
-    k, chunk = judged_output(task, loaded), max(req.max_batch_size, 1)
+    ref = reference(req, parent, keep=False)  # pruning keeps the evaluation set and the samples: the same set
+    task, evaluation = ref.task, ref.evaluation
     technique = artifact.details.get("quantization") or ""
     if sparsity is not None:
         technique = ", ".join(filter(None, [f"L1-pruned {req.prune:.0%} (sparsity {sparsity:.1%})", technique]))
-    measured = measure(name, task, loaded.outputs[k].name,
-                       run_batches(parent.reference, evaluation, chunk, k, loaded.batching),
-                       run_batches(artifact.runner, evaluation, chunk, k, loaded.batching), evaluation.labels)
+    measured = measure(name, task, loaded.outputs[ref.output].name, ref.outputs, ref.run(artifact.runner, req, loaded),
+                       evaluation.labels)
     choice = artifact.details.get("per_channel_choice")
     check_budgets(name, measured, opts, (f"{choice}; " if choice else "") + _hint(req, fmt, task, loaded))
     _log.info(f"[{name}] judged by {measured.judged_by} on {measured.samples} samples: {measured.summary}")

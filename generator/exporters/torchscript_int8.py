@@ -19,10 +19,11 @@ _log = logger(__name__)
 
 def export_torchscript_int8(job: ExportJob) -> Artifact:
     from_callable(job.loaded, job.format.name)
-    assert job.loaded.module is not None
     loaded, q = job.loaded, job.request.options(job.format.name).quantization or Quantization()
+    module = loaded.module
+    assert module is not None
     variants = (False, True) if q.per_channel is None else (q.per_channel,)
-    modules = {pc: quantize_torch_module(loaded.module, q, pc) for pc in variants}
+    modules = {pc: quantize_torch_module(module, q, pc) for pc in variants}
     chosen, choice = variants[0], None
     if len(variants) > 1:  # judged eager, before tracing: only the one kept is traced
         runners = {pc: TorchRunner(m, [i.name for i in loaded.inputs], loaded.output_keys) for pc, m in modules.items()}
