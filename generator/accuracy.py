@@ -89,7 +89,7 @@ def evaluation_set(req: ModelRequest, loaded: LoadedModel) -> EvaluationSet:
         raw = ([loaded.samples.batch(max(req.max_batch_size, 1), seed=900 + i) for i in range(SYNTHESIZED_BATCHES)],
                None)
         where = "synthesized inputs (no labels)"
-    if not isinstance(raw, tuple) or len(raw) != 2:
+    if not isinstance(raw, (tuple, list)) or len(raw) != 2 or isinstance(raw[1], Mapping):
         raise SpecError("evaluation", type(raw).__name__, "(inputs, labels): inputs a dict of arrays by input name "
                         "or a list of them, labels an array or None")
     given = [raw[0]] if isinstance(raw[0], Mapping) else list(raw[0])

@@ -7,6 +7,7 @@ The models are sources too (``test_int8_task:bert_embedder``): random weights, b
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -206,9 +207,12 @@ def test_sentence_encoder_is_judged_by_cosine(tmp_path: Path) -> None:
 
 def test_per_tensor_outliers_are_refused_and_per_channel_is_chosen(tmp_path: Path) -> None:
     per_tensor = Quantization(per_channel=False)
-    with pytest.raises(AccuracyError, match=r"enc_onnx_int8 cosine mean 0\.\d+ < min_cosine_mean 0\.99.*judged by "
-                                            r"cosine \(embedding\).*set quantization\.per_channel = true"):
-        build([_request("enc", "outlier_embedder", ("onnx-int8",), quantization=per_tensor)], tmp_path / "r1")
+    with pytest.raises(AccuracyError, match=r"enc_onnx_int8 cosine mean 0\.\d+ < min_cosine_mean 0\.99.*nearest "
+                                            r"neighbour kept 0\.\d+ < min_neighbor_agreement 1 \(judged by cosine "
+                                            r"\(embedding\) on 128 samples\).*set quantization\.per_channel = true") as info:
+        build([_request("enc", "outlier_embedder", ("onnx-int8",), quantization=per_tensor,
+                        min_neighbor_agreement=1.0)], tmp_path / "r1")
+    assert "static" not in str(info.value)  # no CNN advice for a model without convolutions
     with pytest.raises(AccuracyError, match=r"enc_torchscript_int8 cosine mean 0\.\d+ < min_cosine_mean"):
         build([_request("enc", "outlier_embedder", ("torchscript-int8",), quantization=per_tensor)],
               tmp_path / "r2")
@@ -282,3 +286,20 @@ def test_an_explicit_task_wins(tmp_path: Path) -> None:
                        task="classification")
     with pytest.raises(AccuracyError, match="predicts class 0 for all"):
         build([req], tmp_path / "repo")
+
+
+def test_export_flags_set_the_task_and_the_weight_scales(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tritonize.cli import main
+
+    source = f"{Path(__file__).with_name('test_int8_task.py')}:regressor"
+    result = CliRunner().invoke(main, ["export", source, "--name", "reg", "--format", "torchscript-int8",
+                                       "--max-batch-size", "16", "--per-tensor", "--task", "embedding",
+                                       "--repo", str(tmp_path / "repo"), "--output", "json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(next((tmp_path / "repo").glob("reg_torchscript_int8/*manifest*.json")).read_text())
+    entry = manifest["versions"]["1"]
+    assert entry["optimization"]["judged_by"] == "cosine (embedding)" and entry["optimization"]["per_channel"] is None
+    assert entry["request"]["task"] == "embedding"
+    assert entry["request"]["torchscript-int8"]["quantization"]["per_channel"] is False
