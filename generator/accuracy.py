@@ -42,7 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import SpecError
+from tritonize.core.loader import summary
+
+from .errors import ExportError, SpecError
 from .optimize import AccuracyError, call_ref, load_npz
 from .runners import Runner
 
@@ -117,13 +119,17 @@ def run_batches(runner: Runner, evaluation: EvaluationSet, chunk: int, output: i
     """Output ``output`` per evaluation batch, each run ``chunk`` samples at a time (a batch's chunks share its
     shapes, so they join; batches are kept apart). Without batching a batch is one sample: given a batch dim."""
     results = []
-    for batch in evaluation.batches:
-        if not batching:
-            results.append(runner(batch)[output][None])
-            continue
-        total, step = _samples(batch), max(chunk, 1)
-        results.append(np.concatenate([runner({k: v[s : s + step] for k, v in batch.items()})[output]
-                                       for s in range(0, total, step)]))
+    for i, batch in enumerate(evaluation.batches):
+        try:
+            if not batching:
+                results.append(runner(batch)[output][None])
+                continue
+            total, step = _samples(batch), max(chunk, 1)
+            results.append(np.concatenate([runner({k: v[s : s + step] for k, v in batch.items()})[output]
+                                           for s in range(0, total, step)]))
+        except Exception as exc:
+            shapes = ", ".join(f"{k} {v.dtype.name}{list(v.shape)}" for k, v in batch.items())
+            raise ExportError(f"evaluation batch {i} of {evaluation.where} ({shapes}) raised {summary(exc)}") from exc
     return results
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tritonize.generator.build import build
-from tritonize.generator.errors import SpecError
+from tritonize.generator.errors import ExportError, SpecError
 from tritonize.generator.optimize import AccuracyError
 from tritonize.generator.quantization import Quantization
 from tritonize.generator.request import FormatOptions, ModelRequest
@@ -268,6 +268,18 @@ def test_a_labeled_evaluation_set_may_be_a_list_of_batches(tmp_path: Path) -> No
     assert report is not None and report.judged_by == "accuracy (classification)"
     assert report.evaluation_samples == 64 and report.accuracy_fp32 == 1.0
     assert report.accuracy is not None and report.accuracy >= 0.9
+
+
+def _wrong_width() -> tuple[dict[str, np.ndarray], None]:
+    return {"features": np.zeros((4, 5), np.float32)}, None
+
+
+def test_an_evaluation_set_the_model_cannot_run_is_one_line(tmp_path: Path) -> None:
+    req = ModelRequest("reg", "test_int8_task:regressor", max_batch_size=16, version=1, formats=("onnx-int8",),
+                       evaluation="test_int8_task:_wrong_width")
+    with pytest.raises(ExportError, match=r"^evaluation batch 0 of test_int8_task:_wrong_width \(features "
+                                          r"float32\[4, 5\]\) raised RuntimeError: .*"):
+        build([req], tmp_path / "repo")
 
 
 def test_task_and_budgets_are_checked() -> None:
