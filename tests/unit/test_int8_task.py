@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from tritonize.generator.accuracy import Measurement, check_budgets
 from tritonize.generator.build import build
 from tritonize.generator.errors import ExportError, SpecError
 from tritonize.generator.optimize import AccuracyError
@@ -280,6 +281,19 @@ def test_an_evaluation_set_the_model_cannot_run_is_one_line(tmp_path: Path) -> N
     with pytest.raises(ExportError, match=r"^evaluation batch 0 of test_int8_task:_wrong_width \(features "
                                           r"float32\[4, 5\]\) raised RuntimeError: .*"):
         build([req], tmp_path / "repo")
+
+
+@pytest.mark.parametrize(("cosines", "refused"), [((0.965, 0.948), True), ((0.993, 0.96), False)])
+def test_default_embedding_budgets_fit_issue_12s_encoder(cosines: tuple[float, float], refused: bool) -> None:
+    """Issue 12's MiniLM-class encoder: per-tensor INT8 kept cosine mean 0.965 (min 0.948), per-channel 0.993."""
+    values: dict[str, float | None] = {"cosine_mean": cosines[0], "cosine_min": cosines[1], "neighbor_agreement": 0.86}
+    measured = Measurement("embedding", "cosine (embedding)", "sentence_embedding", values, cosines, 256)
+    if refused:
+        with pytest.raises(AccuracyError, match=r"cosine mean 0\.9650 < min_cosine_mean 0\.99; cosine min 0\.9480 "
+                                                r"< min_cosine_min 0\.95 \(judged by cosine \(embedding\) on 256"):
+            check_budgets("enc_onnx_int8", measured, FormatOptions(), "hint")
+    else:
+        check_budgets("enc_onnx_int8", measured, FormatOptions(), "hint")  # neighbours gate only when asked
 
 
 def test_task_and_budgets_are_checked() -> None:
