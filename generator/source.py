@@ -233,7 +233,7 @@ class RememberingRunner(TorchRunner):
         for name in self.input_names:
             arr = np.ascontiguousarray(inputs[name])
             digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
-            digest.update(arr.view(np.uint8).reshape(-1) if arr.size else b"")
+            digest.update(arr.tobytes())
         key = digest.digest()
         if key not in self.memo:
             outputs = super().__call__(inputs)
