@@ -510,7 +510,7 @@ def models_table(report: dict[str, Any]) -> str:
 
 def pipeline_table(report: dict[str, Any]) -> str:
     lines = ["| model | variant | build s | technique | acc FP32 eager | acc INT8 | drop pt | agree | max abs Δ | "
-             "pipeline speedup b1 / bmax | size (gzip) | passes 1-pt gate |", "|" + "---|" * 12]
+             "pipeline speedup b1 / bmax | size (gzip, pruned) | passes 1-pt gate |", "|" + "---|" * 12]
     for key, model in report["models"].items():
         for variant, b in model["builds"].items():
             if "error" in b:
@@ -519,10 +519,11 @@ def pipeline_table(report: dict[str, Any]) -> str:
             r = b["report"]
             speed = " / ".join(f"{r['speedup'][k]:.2f}×" for k in sorted(r["speedup"], key=int))
             gate = "yes" if (r["accuracy_drop_points"] or 0) <= TARGET_DROP else "**no**"
+            zipped = r.get("gzip_size_ratio")  # measured for pruned models only
+            size = f"{r['size_ratio']:.2f}×" + ("" if zipped is None else f" ({zipped:.2f}×)")
             lines.append(f"| {key} | {variant} | {b['build_s']:.0f} | {r['technique']} | {_acc(r['accuracy_fp32'])} | "
                          f"{_acc(r['accuracy'])} | {r['accuracy_drop_points']:+.2f} | {r['agreement']:.1%} | "
-                         f"{r['max_abs_diff']:.2g} | {speed} | {r['size_ratio']:.2f}× ({r['gzip_size_ratio']:.2f}×) | "
-                         f"{gate} |")
+                         f"{r['max_abs_diff']:.2g} | {speed} | {size} | {gate} |")
     return "\n".join(lines)
 
 

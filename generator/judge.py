@@ -66,7 +66,7 @@ def judge(req: ModelRequest, fmt: str, loaded: LoadedModel, parent: LoadedModel,
         fp32_ms, optimized_ms = compare_latency(fp32.runner, artifact.runner, loaded.samples.batch(size, seed=77))
         latency[str(size)] = {"fp32": fp32_ms, "optimized": optimized_ms}
         speedup[str(size)] = fp32_ms / optimized_ms
-    sizes, ratio, zipped = file_sizes(fp32.path, artifact.path)
+    sizes, ratio, zipped = file_sizes(fp32.path, artifact.path, compressed=sparsity is not None)
     warnings = [f"slower than FP32 at batch {b} ({x:.2f}× its speed): check before deploying (onnxruntime#6732)"
                 for b, x in speedup.items() if x < 1 and formats.FORMATS[fmt].optimized]
     if sparsity is not None:

@@ -38,7 +38,7 @@ def optimization_table(results: Sequence[BuiltModel]) -> Table:
                    "speedup bmax", "size"),
                   formats={"acc FP32": pct, "acc": pct, "drop": "{:+.2f} pt".format, "agree": "{:.1%}".format,
                            "speedup b1": "{:.2f}x".format, "speedup bmax": "{:.2f}x".format,
-                           "size": lambda s: f"{s[0]:.2f}x (gzip {s[1]:.2f}x)"})
+                           "size": lambda s: f"{s[0]:.2f}x" + ("" if s[1] is None else f" (gzip {s[1]:.2f}x)")})
     for r in results:
         o = r.optimization
         if o is None:
