@@ -167,3 +167,16 @@ def test_a_build_exports_onnx_once_and_never_runs_the_eager_model_twice_on_a_bat
     assert [b.action for b in built] == ["new"] * 3
     assert len(exports) == 1, exports
     assert batches and len(set(batches)) == len(batches), f"{len(batches) - len(set(batches))} repeated eager runs"
+
+
+def test_the_export_command_takes_the_exporter(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tritonize.cli import main
+
+    result = CliRunner().invoke(main, ["export", "toy_models:mlp", "--name", "m", "--format", "onnx", "--exporter",
+                                      "dynamo", "--repo", str(tmp_path / "repo")])
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tmp_path / "repo" / "m_onnx" / "tritonize-manifest.json").read_text())["versions"]["1"]
+    assert entry["export"]["exporter"] == "torch.onnx.export (torch.export-based, dynamo)"
+    assert entry["request"]["onnx"]["exporter"] == "dynamo"

@@ -75,6 +75,8 @@ def _format_table(fmt: str, a: dict[str, Any]) -> dict[str, Any]:
         table["tolerance"] = tolerance
     if a["opset"] is not None and "opset" in record.options:
         table["opset"] = a["opset"]
+    if a["exporter"] is not None and "exporter" in record.options:
+        table["exporter"] = a["exporter"]
     if "quantization" in record.options:
         table["quantization"] = {k: v for k, v in {
             "method": a["quantization"] if fmt == "onnx-int8" else "dynamic", "per_channel": a["per_channel"],
@@ -113,6 +115,8 @@ def _unset(key: str, value: Any) -> bool:
 @click.option("--kwarg", "kwargs", multiple=True, metavar="KEY=VALUE", help="Argument for the callable.")
 @click.option("--script", is_flag=True, help="torch.jit.script instead of trace (data-dependent control flow).")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
+@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default=None,
+              help="ONNX exporter: torch.onnx's TorchScript-based one (default) or torch.export-based (dynamo).")
 @click.option("--atol", type=float, default=None, help="Parity tolerance (absolute), all formats.")
 @click.option("--rtol", type=float, default=None, help="Parity tolerance (relative), all formats.")
 @click.option("--onnx-param", multiple=True, metavar="KEY=VALUE", help="onnxruntime backend parameter.")
