@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,8 @@ class BuiltModel:
     reference: Runner | None = field(default=None, repr=False)  # the eager model, for comparisons
     optimization: OptimizationReport | None = None  # INT8 / pruned artifacts: accuracy, speed, size
     error: TritonizeError | None = None  # why a failed or skipped format was not built
+    # preprocessing steps and ensembles (format "python" / "ensemble"): the step's proof, the ensemble's steps
+    pipeline: dict[str, Any] | None = None
 
 
 def raise_failures(results: Sequence[BuiltModel]) -> None:
@@ -354,7 +357,9 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                    for name, (model, _, _) in keep.items()}
         _commit(repo, [keep[name][0] for name in names if name in keep], actions)
     results = {name: BuiltModel(m.name, m.manifest_entry["format"], m.version, actions.get(name, "discarded"),
-                                m.manifest_entry["artifact"]["sha256"], r, references.get(name), o)
+                                m.manifest_entry["artifact"]["sha256"], r, references.get(name), o,
+                                pipeline={k: m.manifest_entry[k] for k in ("proof", "steps") if k in m.manifest_entry}
+                                or None)
                for name, (m, r, o) in staged.items()}
     results.update(failed)
     ordered = [results[name] for name in names]

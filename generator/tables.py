@@ -50,6 +50,19 @@ def optimization_table(results: Sequence[BuiltModel]) -> Table:
     return table
 
 
+def pipeline_table(results: Sequence[BuiltModel]) -> Table:
+    """Preprocessing steps (what proved them equal to the training preprocessing) and the ensembles in front."""
+    table = Table(("model", "v", "kind", "action", "proof / steps"), free_last=True)
+    for r in results:
+        if r.pipeline and "proof" in r.pipeline:
+            p = r.pipeline["proof"]
+            table.add(r.name, r.version, "step", r.action,
+                      f"{p['detail']['compared']} with {p['reference']} on {p['samples']} raw samples")
+        elif r.pipeline:
+            table.add(r.name, r.version, "ensemble", r.action, " -> ".join(r.pipeline["steps"]))
+    return table
+
+
 def failure_table(results: Sequence[BuiltModel]) -> Table:
     """The formats a build did not write: failed, skipped (their FP32 base failed), or discarded (all or
     nothing), with the error line."""

@@ -44,6 +44,9 @@ def test_the_build_writes_a_step_and_an_ensemble_per_format(served: tuple[Triton
         "pictures_torchscript_ensemble": "ensemble"}
     assert sorted(p.name for p in (repo / "words_preprocess" / "1").iterdir() if p.name != "__pycache__") == [
         "model.py", "pipeline.json", "tokenizer.json", "tritonize_pipeline.py"]
+    proof = (built["words_preprocess"].pipeline or {})["proof"]
+    assert proof["reference"].startswith("transformers") and proof["detail"]["compared"] == "token for token"
+    assert (built["pictures_onnx_ensemble"].pipeline or {})["steps"] == ["pictures_preprocess", "pictures_onnx"]
     assert (repo / "words_preprocess" / "requirements.txt").read_text().startswith("tokenizers==")
     assert (repo / "pictures_preprocess" / "requirements.txt").read_text().startswith("pillow==")
     assert [f for f in check_repository(repo) if f.severity == "error"] == []

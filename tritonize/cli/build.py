@@ -46,8 +46,10 @@ def _build(requests: Any, repo: Path, output: str, **options: Any) -> None:
     build, tables = generator("build"), generator("tables")
     results = build.build(requests, repo, raise_on_failure=False, **options)
     failures = tables.failure_table(results)
+    pipelines = tables.pipeline_table(results)
     echo_tables({"verification": tables.verification_table(results),
                  "optimization": tables.optimization_table(results),
+                 **({"preprocessing": pipelines} if pipelines.rows else {}),
                  **({"failures": failures} if failures.rows else {})}, output)
     build.raise_failures(results)
 
