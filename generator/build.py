@@ -379,7 +379,7 @@ def _stage_pipeline(req: ModelRequest, loaded: LoadedModel, steps: Preprocess, s
     name = ensemble.preprocess_name(req)
     version = _version(req, repo / name, overwrite)
     try:
-        pipeline = ensemble.resolve(req, loaded, steps)
+        pipeline = ensemble.resolve(loaded, steps)
         model, served = ensemble.stage_preprocess(req, loaded, pipeline, version, stage)
         staged[name] = (model, None, None)
     except UsageError:

@@ -12,6 +12,7 @@ what eager preprocessing + the eager model compute.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import importlib.util
 import json
 import shutil
@@ -74,8 +75,6 @@ class Pipeline:
 
 
 def _dist(name: str) -> str:
-    import importlib.metadata
-
     return f"{name}=={importlib.metadata.version(name)}"
 
 
@@ -96,7 +95,7 @@ def _samples(steps: Preprocess, default: Callable[[], list[Any]]) -> list[Any]:
     return samples
 
 
-def _text(req: ModelRequest, steps: Preprocess, loaded: LoadedModel) -> Pipeline:
+def _text(steps: Preprocess, loaded: LoadedModel) -> Pipeline:
     text = steps.text
     assert text is not None
     tokenizer = reference.load_tokenizer(text.tokenizer)
@@ -119,7 +118,7 @@ def _text(req: ModelRequest, steps: Preprocess, loaded: LoadedModel) -> Pipeline
                     run, what, _samples(steps, lambda: reference.synthesized_texts(tokenizer)), outputs)
 
 
-def _image(req: ModelRequest, steps: Preprocess, loaded: LoadedModel) -> Pipeline:
+def _image(steps: Preprocess, loaded: LoadedModel) -> Pipeline:
     image = steps.image
     assert image is not None
     if len(loaded.inputs) != 1:
@@ -138,12 +137,12 @@ def _image(req: ModelRequest, steps: Preprocess, loaded: LoadedModel) -> Pipelin
                     [(tensor.name, tensor.dtype.config, tensor.dims)])
 
 
-def resolve(req: ModelRequest, loaded: LoadedModel, steps: Preprocess) -> Pipeline:
+def resolve(loaded: LoadedModel, steps: Preprocess) -> Pipeline:
     if not loaded.batching:
         raise SpecError("max_batch_size", 0, ">= 1 for a model with preprocess (raw inputs come one per sample)")
     if steps.input_name in {t.name for t in loaded.inputs + loaded.outputs}:
         raise SpecError(f"preprocess.{steps.kind}.input", steps.input_name, "a name no model input or output has")
-    return (_text if steps.kind == "text" else _image)(req, steps, loaded)
+    return (_text if steps.kind == "text" else _image)(steps, loaded)
 
 
 # --- the proof -----------------------------------------------------------------------------------------------
