@@ -35,6 +35,7 @@ from .judge import judge
 from .manifest import manifest_entry
 from .optimize import OptimizationReport, prune_module
 from .preprocess import Preprocess
+from .preprocess.pooling import pooled
 from .render import render_config
 from .request import ModelRequest
 from .runners import Runner, TorchRunner
@@ -311,6 +312,9 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                     failed[name] = _failure(name, fmt_name, _version(req, repo / name, overwrite), "failed", parent)
                     bar.advance()
                 continue
+            steps = req.preprocess or parent.preprocess
+            if steps is not None and steps.pooling is not None:  # the served model ends in the declared pooling
+                parent = pooled(parent, steps.pooling)
             loaded, sparsity = parent, None
             if req.prune:
                 loaded, sparsity = _pruned(loaded, req.prune)
@@ -334,7 +338,6 @@ def build(requests: Sequence[ModelRequest], repo: Path, *, overwrite: bool = Fal
                         failed[name] = _failure(name, fmt.name, version, "failed", exc)
                         shutil.rmtree(stage / name, ignore_errors=True)
                 bar.advance()
-            steps = req.preprocess or loaded.preprocess
             if steps is not None:
                 added = ensemble.model_names(req)
                 at = names.index(req.model_name(req.formats[-1])) + 1

@@ -6,6 +6,10 @@ of the exported model (an ensemble), and proven at build time to compute what tr
     max_length = 64
     padding = "longest"                       # longest | max_length
 
+    [models.bert.preprocess.pooling]          # token embeddings -> a sentence embedding, in the exported model
+    method = "mean"                           # mean | cls | max, over the attention mask
+    normalize = true
+
     [models.glyphs.preprocess.image]          # PNG/JPEG bytes in: torchvision's Resize, CenterCrop, ToTensor, Normalize
     resize = 36
     center_crop = 32
@@ -83,6 +87,25 @@ class ImageSteps:
         return CHANNELS[self.mode]
 
 
+POOLING = ("mean", "cls", "max")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """Sentence embeddings from token embeddings, as sentence-transformers' Pooling computes them: added to the
+    model before export (so every format and the native backends run it), verified with it."""
+
+    method: str = "mean"  # mean over the attention mask | cls: the first token | max over unmasked tokens
+    normalize: bool = False  # L2-normalize the embedding (cosine similarity becomes a dot product)
+    output: str | None = None  # the model output to pool (default: the first, e.g. last_hidden_state)
+    mask: str = "attention_mask"  # the input that marks real tokens
+    name: str = "sentence_embedding"  # the output it becomes
+
+    def __post_init__(self) -> None:
+        if self.method not in POOLING:
+            raise SpecError("preprocess.pooling.method", self.method, "one of " + ", ".join(POOLING))
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """One of ``text`` or ``image``; ``samples``: raw inputs the build proves the served steps on (a list, or
@@ -91,11 +114,14 @@ class Preprocess:
     text: TextSteps | None = None
     image: ImageSteps | None = None
     samples: Any = None
+    pooling: Pooling | None = None  # text models returning token embeddings: the sentence embedding served
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.image is None):
             raise SpecError("preprocess", "text and image" if self.text else "neither",
                             "exactly one table: preprocess.text or preprocess.image")
+        if self.pooling is not None and self.text is None:
+            raise SpecError("preprocess.pooling", "with preprocess.image", "pooling only for preprocess.text")
 
     @property
     def kind(self) -> str:

@@ -64,3 +64,16 @@ def bag_of_tokens(directory: str, padding: str = "longest", max_length: int = 12
                        input_dims={n: [width] for n in names}, output_names=["logits"], labels=["a", "b", "c"],
                        preprocess=Preprocess(text=TextSteps(tokenizer=tokenizer, max_length=max_length,
                                                             padding=padding)))
+
+
+def bert_tokens(directory: str) -> ModelBundle:
+    """A transformers BertModel returning token embeddings (last_hidden_state, pooler_output), with its tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = bert_tokenizer(Path(directory))
+    model = BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                 vocab_size=tokenizer.vocab_size, max_position_embeddings=32)).eval()
+    example = tokenizer(["the cat sat", "hello world , the dog ran"], padding=True, return_tensors="pt")
+    return ModelBundle(model, example_inputs=dict(example),
+                       preprocess=Preprocess(text=TextSteps(tokenizer=tokenizer, max_length=16)))

@@ -143,3 +143,55 @@ def test_the_spec_declares_preprocessing_and_reads_the_tokenizer_beside_it(tmp_p
                            "--repo", str(tmp_path / "repo")], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert "models.m.preprocess.image.rezise" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("method", ["mean", "cls", "max"])
+def test_declared_pooling_is_sentence_transformers_pooling_in_every_format(tmp_path: Path, method: str) -> None:
+    import onnxruntime as ort
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Pooling as STPooling
+
+    from tritonize.generator.build import build
+    from tritonize.generator.preprocess import Pooling
+    from tritonize.generator.runners import torchscript_runner
+
+    directory = str(tmp_path / "tok")
+    steps = Preprocess(text=TextSteps(tokenizer=directory, max_length=16), pooling=Pooling(method, normalize=True))
+    req = ModelRequest("emb", f"{MODELS}:bert_tokens", kwargs={"directory": directory}, max_batch_size=4,
+                       formats=("onnx", "torchscript"), preprocess=steps)
+    built = {b.name: b for b in build([req], tmp_path / "repo")}
+    assert set(built) == {"emb_onnx", "emb_torchscript", "emb_preprocess", "emb_onnx_ensemble",
+                          "emb_torchscript_ensemble"}
+    assert 'name: "sentence_embedding"' in (tmp_path / "repo" / "emb_onnx_ensemble" / "config.pbtxt").read_text()
+    # independently: the eager BertModel's tokens, pooled by sentence-transformers' own module
+    bundle = load_source(f"{MODELS}:bert_tokens", max_batch_size=4, kwargs={"directory": str(tmp_path / "t2")})
+    tokenizer = reference.load_tokenizer(directory)
+    batch = tokenizer(["the cat sat on the mat", "hello", "dog dog dog ran far"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        tokens = bundle.module(**batch).last_hidden_state  # type: ignore[misc]
+        st = STPooling(16, method)({"token_embeddings": tokens, "attention_mask": batch["attention_mask"]})
+    expected = torch.nn.functional.normalize(st["sentence_embedding"], p=2.0, dim=1).numpy()
+    inputs = {k: v.numpy() for k, v in batch.items()}
+    onnx_out = ort.InferenceSession(str(tmp_path / "repo" / "emb_onnx" / "1" / "model.onnx")).run(None, inputs)[0]
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    ts_out = torchscript_runner(tmp_path / "repo" / "emb_torchscript" / "1" / "model.pt", names)(inputs)[0]
+    for got in (onnx_out, ts_out):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_pooling_declarations_are_checked(tmp_path: Path) -> None:
+    from tritonize.generator.build import build
+    from tritonize.generator.preprocess import Pooling
+
+    with pytest.raises(SpecError, match=r"preprocess\.pooling\.method.*'sum'"):
+        Pooling("sum")
+    with pytest.raises(SpecError, match=r"pooling only for preprocess\.text"):
+        Preprocess(image=ImageSteps(), pooling=Pooling())
+    directory = str(tmp_path / "tok")
+    steps = Preprocess(text=TextSteps(tokenizer=directory), pooling=Pooling(output="pooler_output"))
+    req = ModelRequest("emb", f"{MODELS}:bert_tokens", kwargs={"directory": directory}, max_batch_size=4,
+                       formats=("onnx",), preprocess=steps)
+    with pytest.raises(SpecError, match=r"preprocess\.pooling\.output.*token embeddings \[tokens, hidden\]"):
+        build([req], tmp_path / "repo")
+    assert not (tmp_path / "repo" / "emb_onnx").exists()
