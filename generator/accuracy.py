@@ -344,15 +344,25 @@ def reference(req: ModelRequest, loaded: LoadedModel, keep: bool = True) -> Refe
     return ref
 
 
+def _clearly_better(a: tuple[float, ...], b: tuple[float, ...], margin: float = 1e-4) -> bool:
+    """``a`` beats ``b`` on the first element where they differ by more than ``margin`` (relative): a near-tie is
+    no win, so the choice does not flip with the threads' rounding on another machine (same inputs, same bytes)."""
+    for x, y in zip(a, b):
+        if abs(x - y) > margin * max(1.0, abs(x), abs(y)):
+            return x > y
+    return False
+
+
 def choose_per_channel(req: ModelRequest, fmt: str, loaded: LoadedModel,
                        candidates: Mapping[bool, Runner]) -> tuple[bool, str]:
     """Judge each candidate (per_channel → runner) against ``loaded``'s reference on the task's metric; return
-    the better (per-tensor on a tie: the old default) and a sentence with every candidate's numbers."""
+    per-channel only where it is clearly better (per-tensor on a near-tie: the old default, the smaller file) and a
+    sentence with every candidate's numbers."""
     ref = reference(req, loaded)
     measured = {pc: measure(req.model_name(fmt), ref.task, loaded.outputs[ref.output].name, ref.outputs,
                             ref.run(runner, req, loaded), ref.evaluation.labels)
                 for pc, runner in candidates.items()}
-    best = max(measured, key=lambda pc: measured[pc].score)
+    best = _clearly_better(measured[True].score, measured[False].score)
     words = {True: "per-channel", False: "per-tensor"}
     others = "; ".join(f"{words[pc]}: {m.summary}" for pc, m in measured.items() if pc != best)
     return best, f"{words[best]} chosen by {measured[best].judged_by}: {measured[best].summary} ({others})"

@@ -46,6 +46,7 @@ SERVES = {
     "torch_input_name",  # ... and such input names by config order
     "torch_batched_strings",  # loads; the warning is about what a batch of requests gets back
     "config_autocomplete",  # no config.pbtxt: onnxruntime's auto-complete (the stand-in's too) writes one
+    "tensor_names_parameter",  # the backends ignore tritonize's parameters; only the typed client reads them
 }
 
 IDENTITY_MODEL = STUB_PREAMBLE + '''

@@ -105,7 +105,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TritonCl
                      preprocess=Preprocess(text=TextSteps(tokenizer=f"{LIBRARY}:sentence_tokenizer",
                                                           max_length=32))),
         ModelRequest("resnet", f"{LIBRARY}:resnet18", max_batch_size=4, formats=("onnx", "torchscript"),
-                     preprocess=Preprocess(image=ImageSteps(resize=72, center_crop=64, mean=(0.485, 0.456, 0.406),
+                     preprocess=Preprocess(image=ImageSteps(resize=36, center_crop=32, mean=(0.485, 0.456, 0.406),
                                                             std=(0.229, 0.224, 0.225)))),
     ]
     built = {b.name: b for b in build(requests, tmp / "repo")}
@@ -144,7 +144,7 @@ def test_torchvision_behind_its_transforms_equal_eager(library: tuple[TritonClie
                                                        fmt: str) -> None:
     client, built = library
     name = f"resnet_{fmt}_ensemble"
-    images = reference.synthesized_images(ImageSteps(resize=72, center_crop=64), count=4, seed=3)
+    images = reference.synthesized_images(ImageSteps(resize=36, center_crop=32), count=4, seed=3)
     raw = {"image_bytes": np.array([[b] for b in images], dtype=object)}
     got = next(iter(client.model(name).infer(raw).values()))
     expected = built[name].reference(raw)[0]  # torchvision's transforms + the eager resnet18

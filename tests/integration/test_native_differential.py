@@ -21,13 +21,24 @@ from .test_broken_repositories import CASES, NOT_HERE, _copy_case
 # max |stand-in - native| per example model. TorchScript: the same torch 2.13 on both sides. ONNX: native ORT
 # 1.19.2 against this environment's onnxruntime; dynamic INT8 quantizes activations at run time, where ORT
 # versions round differently (measured on 2026-12-01: 0 for digits and TorchScript, 1.4e-6 sequence_onnx, 4.8e-7
-# sequence_onnx_int8; 7e-3 on other inputs in issue 11).
+# sequence_onnx_int8; 7e-3 on other inputs in issue 11). The preprocessing steps are python-backend models on both
+# sides (the python backend is the same): bit for bit; an ensemble differs as its model does.
 TOLERANCE = {"digits_onnx": 1e-5, "digits_torchscript": 0.0, "digits_onnx_int8": 1e-5,
-             "sequence_onnx": 1e-5, "sequence_torchscript": 0.0, "sequence_onnx_int8": 1e-2}
+             "sequence_onnx": 1e-5, "sequence_torchscript": 0.0, "sequence_onnx_int8": 1e-2,
+             "reviews_onnx": 1e-5, "reviews_torchscript": 0.0, "glyphs_onnx": 1e-5, "glyphs_torchscript": 0.0,
+             "reviews_preprocess": 0.0, "glyphs_preprocess": 0.0}
+TOLERANCE.update({f"{m}_ensemble": TOLERANCE[m] for m in ("reviews_onnx", "reviews_torchscript", "glyphs_onnx",
+                                                          "glyphs_torchscript")})
 
 
 def _samples() -> dict[str, list[dict[str, np.ndarray]]]:
-    """Per example family: single samples, then batches of 8 (digits) or of one length (sequences of 8, 32)."""
+    """Per example family: single samples, then batches (digits: of 8; sequences: of one length, 8 and 32);
+    for the examples behind preprocessing, raw inputs (for the step and the ensembles) and the tensors the
+    training preprocessing makes of them (for the models)."""
+    from tritonize.generator.examples.glyphs import STEPS
+    from tritonize.generator.examples.reviews import MAX_LENGTH, make_tokenizer
+    from tritonize.generator.preprocess import TextSteps, reference
+
     held_out = held_out_samples()
     digits = [s["image"] for s in held_out["digits"][0][:24]]
     rng = np.random.default_rng(11)
@@ -35,8 +46,20 @@ def _samples() -> dict[str, list[dict[str, np.ndarray]]]:
     for length in (8, 32):
         ids = rng.integers(1, 8, (8, length)).astype(np.int64)
         sequence.append({"ids": ids, "mask": np.ones_like(ids)})
+    texts = [s["text"] for s in held_out["reviews"][0][:6]] + [np.concatenate([s["text"] for s in
+                                                                              held_out["reviews"][0][6:12]])]
+    pngs = [s["image_bytes"] for s in held_out["glyphs"][0][:6]] + [np.concatenate([s["image_bytes"] for s in
+                                                                                    held_out["glyphs"][0][6:12]])]
+    tokenizer = make_tokenizer()
+    tokenize, _ = reference.text_reference(TextSteps(tokenizer=tokenizer, max_length=MAX_LENGTH), tokenizer)
+    images, _ = reference.image_reference(STEPS)
     return {"digits": [{"image": d} for d in digits[:8]] + [{"image": np.concatenate(digits[8:16])}],
-            "sequence": sequence}
+            "sequence": sequence,
+            "reviews": [{k: v for k, v in tokenize([x.decode() for x in t.reshape(-1)]).items() if k != "token_type_ids"}
+                        for t in texts],
+            "reviews raw": [{"text": t} for t in texts],
+            "glyphs": [{"image": images(list(p.reshape(-1)))} for p in pngs],
+            "glyphs raw": [{"image_bytes": p} for p in pngs]}
 
 
 def _outputs(server: LocalTriton, models: list[str]) -> dict[str, list[np.ndarray]]:
@@ -45,8 +68,9 @@ def _outputs(server: LocalTriton, models: list[str]) -> dict[str, list[np.ndarra
     with TritonClient(server.grpc_url) as client:
         for model in models:
             typed = client.model(model)
-            name = typed.info.outputs[0].name
-            out[model] = [typed.infer(s, outputs=[name])[name] for s in samples[model.split("_")[0]]]
+            name = typed.info.outputs[0].key
+            family = model.split("_")[0] + (" raw" if model.endswith(("_ensemble", "_preprocess")) else "")
+            out[model] = [typed.infer(s, outputs=[name])[name] for s in samples[family]]
     return out
 
 

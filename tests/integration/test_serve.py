@@ -134,7 +134,7 @@ def _example_stubs_type_check_and_serve(work: Path) -> None:
 
         with LocalTriton(work / "model_repository") as server, TritonClient(server.grpc_url) as client:
             assert 0 <= service.classify(client, np.zeros((1, 1, 8, 8))) < 10
-            assert service.sequence(client)["OUTPUT__0"].shape == (1, 3)
+            assert service.sequence(client)["logits"].shape == (1, 3)  # the model's own name, in TorchScript too
     finally:
         sys.path.remove(str(work))
         for name in ("service", "triton_models"):
