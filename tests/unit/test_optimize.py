@@ -20,7 +20,9 @@ from tritonize.generator.writer import MANIFEST
 
 DIGITS = "tritonize.generator.examples.digits:build_digits_cnn"
 SEQUENCE = "tritonize.generator.examples.sequence:build_sequence_classifier"
-STATIC = FormatOptions(quantization=Quantization("static", calibration="minmax"))
+# per-tensor throughout: the measurements of fixed variants (the per-channel choice: test_int8_task.py)
+STATIC = FormatOptions(quantization=Quantization("static", calibration="minmax", per_channel=False))
+PER_TENSOR = FormatOptions(quantization=Quantization(per_channel=False))
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,11 @@ def optimized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     repo = tmp_path_factory.mktemp("int8")
     requests = [
         ModelRequest("digits", DIGITS, max_batch_size=64, version=1, formats=("onnx-int8", "torchscript-int8"),
-                     format_options={"onnx-int8": STATIC}, instance_group=(InstanceGroup("gpu", 1),)),
+                     format_options={"onnx-int8": STATIC, "torchscript-int8": PER_TENSOR},
+                     instance_group=(InstanceGroup("gpu", 1),)),
         ModelRequest("digits_pruned", DIGITS, max_batch_size=64, version=1, formats=("onnx",), prune=0.3),
-        ModelRequest("sequence", SEQUENCE, max_batch_size=32, version=1, formats=("onnx-int8", "torchscript-int8")),
+        ModelRequest("sequence", SEQUENCE, max_batch_size=32, version=1, formats=("onnx-int8", "torchscript-int8"),
+                     format_options={"onnx-int8": PER_TENSOR, "torchscript-int8": PER_TENSOR}),
     ]
     return repo, {b.name: b for b in build(requests, repo)}
 
@@ -49,8 +53,9 @@ def test_every_optimized_artifact_is_measured(optimized: tuple[Path, dict[str, B
         assert all(x > 0 for x in report.speedup.values())
         manifest = json.loads((repo / name / MANIFEST).read_text())["versions"]["1"]
         assert manifest["optimization"]["accuracy_drop_points"] == report.accuracy_drop_points
-    int8 = [m.optimization for n, m in built.items() if "int8" in n]
-    assert all(o is not None and o.size_ratio < 0.6 for o in int8)  # INT8 GEMM weights (embeddings stay FP32)
+    ratios = {n: (m.optimization.size_ratio, m.optimization.per_channel) for n, m in built.items()
+              if "int8" in n and m.optimization is not None}
+    assert len(ratios) == 4 and all(r < 0.6 for r, _ in ratios.values()), ratios  # INT8 GEMM weights
     pruned = built["digits_pruned_onnx"].optimization
     assert pruned is not None and pruned.sparsity == pytest.approx(0.3, abs=0.01)
     assert pruned.gzip_size_ratio < 0.9 and pruned.size_ratio == pytest.approx(1.0, abs=0.01)
