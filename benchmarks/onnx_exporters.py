@@ -150,15 +150,13 @@ def export_child(name: str, exporter: str, directory: Path, out: Path) -> None:
 
 # --- parent ----------------------------------------------------------------------------------------------------
 def session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session with the INT8 benchmark's settings (benchmarks/int8.py)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from int8 import session_options
+
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def parity(loaded: Any, sess: Any) -> float:
