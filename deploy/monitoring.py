@@ -158,6 +158,9 @@ def _alert(name: str, expr: str, settings: AlertSettings, severity: str, summary
 
 
 _MODEL = "model {{ $labels.model }} (version {{ $labels.version }})"
+_VALUE_MS = '{{ $value | printf "%.1f" }}'
+_VALUE_PSI = '{{ $value | printf "%.3f" }}'
+_VALUE_PERCENT = "{{ $value | humanizePercentage }}"
 
 
 def alert_rules(settings: AlertSettings | None = None) -> dict[str, Any]:
@@ -170,36 +173,36 @@ def alert_rules(settings: AlertSettings | None = None) -> dict[str, Any]:
                f"Prometheus cannot scrape {{{{ $labels.instance }}}} (job {s.triton_job}) for {s.for_duration}."),
         _alert("TritonModelFailures", f"{failure_ratio(w)} > {s.failure_ratio:g}", s, "critical",
                f"{_MODEL} fails requests",
-               f"{{{{ $value | humanizePercentage }}}} of the requests to {_MODEL} failed over {w} "
+               f"{_VALUE_PERCENT} of the requests to {_MODEL} failed over {w} "
                f"(threshold {s.failure_ratio:.0%})."),
         _alert("TritonQueueTimeHigh", f"{queue_ms_per_request(w)} > {s.queue_ms:g}", s, "warning",
                f"{_MODEL} queues requests",
-               f"Requests to {_MODEL} waited {{{{ $value | humanize }}}} ms in the queue on average over {w} "
+               f"Requests to {_MODEL} waited {_VALUE_MS} ms in the queue on average over {w} "
                f"(threshold {s.queue_ms:g} ms): add instances or replicas."),
         _alert("TritonComputeTimeHigh", f"{compute_ms_per_request(w)} > {s.compute_ms:g}", s, "warning",
                f"{_MODEL} computes slowly",
-               f"Requests to {_MODEL} took {{{{ $value | humanize }}}} ms of compute on average over {w} "
+               f"Requests to {_MODEL} took {_VALUE_MS} ms of compute on average over {w} "
                f"(threshold {s.compute_ms:g} ms)."),
     ]
     gpu = [
         _alert("TritonGPUMemoryNearFull", f"{gpu_memory_fraction()} > {s.gpu_memory_fraction:g}", s, "warning",
                "GPU {{ $labels.gpu_uuid }} memory is nearly full",
-               f"GPU {{{{ $labels.gpu_uuid }}}} uses {{{{ $value | humanizePercentage }}}} of its memory "
+               f"GPU {{{{ $labels.gpu_uuid }}}} uses {_VALUE_PERCENT} of its memory "
                f"(threshold {s.gpu_memory_fraction:.0%})."),
         _alert("TritonGPUSaturated", f"{gpu_utilization(w)} > {s.gpu_utilization:g}", s, "info",
                "GPU {{ $labels.gpu_uuid }} is saturated",
-               f"GPU {{{{ $labels.gpu_uuid }}}} was {{{{ $value | humanizePercentage }}}} busy over {w} "
+               f"GPU {{{{ $labels.gpu_uuid }}}} was {_VALUE_PERCENT} busy over {w} "
                f"(threshold {s.gpu_utilization:.0%}): more load will queue."),
     ]
     gateway = [
         _alert("TritonizeGatewayErrors", f"{gateway_error_ratio(w)} > {s.gateway_error_ratio:g}", s, "critical",
                "the gateway fails requests to model {{ $labels.model }}",
-               f"{{{{ $value | humanizePercentage }}}} of the gateway's requests to model {{{{ $labels.model }}}} "
+               f"{_VALUE_PERCENT} of the gateway's requests to model {{{{ $labels.model }}}} "
                f"answered 5xx over {w} (threshold {s.gateway_error_ratio:.0%})."),
         _alert("TritonizeOutputDrift", f"{drift_psi()} > {s.drift_psi:g}", s, "warning",
                "model {{ $labels.model }} output {{ $labels.output }} drifted",
                f"The PSI of model {{{{ $labels.model }}}}'s output {{{{ $labels.output }}}} against its build-time "
-               f"reference is {{{{ $value | humanize }}}} (threshold {s.drift_psi:g})."),
+               f"reference is {_VALUE_PSI} (threshold {s.drift_psi:g})."),
     ]
     return {"groups": [{"name": "tritonize-triton", "rules": triton},
                        {"name": "tritonize-gpu", "rules": gpu},
