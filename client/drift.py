@@ -10,12 +10,15 @@ each output against its reference::
     for name, score in monitor.scores().items():                     # when metrics are read
         print(name, score.psi, score.ks, score.samples, score.drifted)
 
-- **PSI** (population stability index) of the window's bin shares against the reference's: class frequencies of
-  the top class for class scores, the reference's deciles for values. Empty bins count as ``EPSILON``.
+- **PSI** (population stability index) of the window's bin shares against the reference's: for class scores
+  the top class's frequencies and, over its deciles, the top-1 confidence (noised digits keep their class mix,
+  not their confidence); for values the reference's deciles, and for an output of several values per sample (an
+  embedding) also its samples' L2 norms. Empty bins count as ``EPSILON``. The largest PSI and KS are reported
+  (``DriftScore.detail`` has each part's).
   Sampling noise alone gives about (bins - 1) * (1 / window + 1 / reference samples): keep the window large
   (``min_samples`` 200 over 10 bins is ~0.05 against a reference of a few hundred samples).
-- **KS**: the one-sample Kolmogorov-Smirnov statistic of the window's top-1 confidences (class scores) or values
-  against the reference's CDF, linear between its quantiles (with the jumps its ties make).
+- **KS**: the one-sample Kolmogorov-Smirnov statistic of the window's top-1 confidences (class scores), values or
+  norms against the reference's CDF, linear between its quantiles (with the jumps its ties make).
 - ``drifted``: PSI above ``tritonize.core.observability.PSI_ALERT``, the threshold the alert rule uses.
 
 A sample is one row of class scores, or one sample of a values output (of which at most ``values_per_sample``
@@ -25,6 +28,7 @@ numpy only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Mapping
@@ -40,7 +44,7 @@ from tritonize.core.errors import SpecError
 from tritonize.core.manifest import MANIFEST
 from tritonize.core.observability import PSI_ALERT
 
-__all__ = ["EPSILON", "DriftMonitor", "DriftScore", "OutputReference", "ks", "load_references", "psi",
+__all__ = ["EPSILON", "DriftMonitor", "DriftScore", "OutputReference", "Scalars", "ks", "load_references", "psi",
            "reference_cdf"]
 
 EPSILON = 1e-4  # the share an empty bin counts as in PSI
@@ -99,56 +103,71 @@ def ks(values: ArrayLike, quantiles: ArrayLike, levels: ArrayLike = dist.QUANTIL
 
 
 @dataclass(frozen=True)
+class Scalars:
+    """The reference distribution of one number per sample (or per value): quantiles at
+    ``tritonize.core.distribution.QUANTILE_LEVELS``, moments, and for PSI the inner bin edges and shares."""
+
+    quantiles: NDArray[np.float64]
+    mean: float
+    std: float
+    edges: NDArray[np.float64]
+    bins: NDArray[np.float64]
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Scalars:
+        quantiles = np.asarray(record["quantiles"], dtype=np.float64)
+        if quantiles.shape != dist.QUANTILE_LEVELS.shape or np.any(np.diff(quantiles) < 0) or not np.all(
+                np.isfinite(quantiles)):
+            raise ValueError(f"{len(dist.QUANTILE_LEVELS)} finite non-decreasing quantiles")
+        edges = dist.psi_edges(quantiles)
+        bins = np.asarray(record["bins"], dtype=np.float64)
+        if bins.shape != (len(edges) + 1,):
+            raise ValueError(f"{len(bins)} bins for {len(edges)} inner edges")
+        return cls(quantiles, float(record["mean"]), float(record["std"]), edges, bins)
+
+    def cdf(self, x: ArrayLike) -> NDArray[np.float64]:
+        return reference_cdf(x, self.quantiles)
+
+    def score(self, observed: NDArray[np.float64]) -> tuple[float, float]:
+        """(PSI, KS) of ``observed`` values against this reference."""
+        return psi(self.bins, dist.bin_shares(observed, self.edges)), ks(observed, self.quantiles)
+
+
+@dataclass(frozen=True)
 class OutputReference:
     """One output's reference distribution, as the manifest records it (``tritonize.core.distribution``)."""
 
     name: str
     kind: str  # "classes" | "values"
     dims: tuple[int, ...]  # per sample, as in the config (-1 variable)
-    quantiles: NDArray[np.float64]  # of the top-1 confidence (classes) or of the values
-    bins: NDArray[np.float64]  # the reference's share of each PSI bin
-    mean: float
-    std: float
+    scalars: Scalars  # the top-1 confidence (classes) or every value (values): what KS compares
+    norm: Scalars | None = None  # values of several per sample: the samples' L2 norms
     scores: str = ""  # classes: "logits" | "probabilities"
     frequencies: NDArray[np.float64] | None = None  # classes: share of each top class
     class_bins: NDArray[np.int64] | None = None  # classes: PSI bin of each class
-    edges: NDArray[np.float64] | None = None  # values: inner edges of the PSI bins
+    class_shares: NDArray[np.float64] | None = None  # classes: the reference's share of each PSI bin
 
     @classmethod
     def from_record(cls, name: str, record: Mapping[str, Any], where: str = "") -> OutputReference:
         """From a manifest record; a record of another shape is a SpecError naming ``where``."""
-        field = f"{where}outputs.{name}"
         try:
             dims = tuple(int(d) for d in record["dims"])
             if record["kind"] == "classes":
                 frequencies = np.asarray(record["frequencies"], dtype=np.float64)
+                if frequencies.ndim != 1 or len(frequencies) < 2:
+                    raise ValueError("a share per class, of at least 2 classes")
                 groups = dist.class_bins(frequencies)
                 shares = np.bincount(groups, weights=frequencies, minlength=int(groups.max()) + 1).astype(np.float64)
-                conf = record["confidence"]
-                return cls(name, "classes", dims, _quantiles(conf["quantiles"]), shares, float(conf["mean"]),
-                           float(conf["std"]), str(record["scores"]), frequencies, groups)
+                return cls(name, "classes", dims, Scalars.from_record(record["confidence"]),
+                           scores=str(record["scores"]), frequencies=frequencies, class_bins=groups,
+                           class_shares=shares)
             if record["kind"] == "values":
-                quantiles = _quantiles(record["quantiles"])
-                edges = dist.psi_edges(quantiles)
-                bins = np.asarray(record["bins"], dtype=np.float64)
-                if len(bins) != len(edges) + 1:
-                    raise ValueError(f"{len(bins)} bins for {len(edges)} inner edges")
-                return cls(name, "values", dims, quantiles, bins, float(record["mean"]), float(record["std"]),
-                           edges=edges)
+                norm = Scalars.from_record(record["norm"]) if "norm" in record else None
+                return cls(name, "values", dims, Scalars.from_record(record), norm)
             raise ValueError(f"kind {record['kind']!r}")
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SpecError(field, dict(record) if isinstance(record, Mapping) else record,
+            raise SpecError(f"{where}outputs.{name}", dict(record) if isinstance(record, Mapping) else record,
                             f"a reference distribution as tritonize records it ({type(exc).__name__}: {exc})") from None
-
-    def cdf(self, x: ArrayLike) -> NDArray[np.float64]:
-        return reference_cdf(x, self.quantiles)
-
-
-def _quantiles(values: Any) -> NDArray[np.float64]:
-    q = np.asarray(values, dtype=np.float64)
-    if q.shape != dist.QUANTILE_LEVELS.shape or np.any(np.diff(q) < 0) or not np.all(np.isfinite(q)):
-        raise ValueError(f"{len(dist.QUANTILE_LEVELS)} finite non-decreasing quantiles")
-    return q
 
 
 def load_references(model_dir: Path, version: int | None = None) -> dict[str, OutputReference]:
@@ -185,6 +204,9 @@ class DriftScore:
     psi: float
     ks: float
     samples: int  # in the window the scores are computed on
+    # (psi, ks) of each part: "classes" (the top class's frequencies: no KS) and "confidence" (its probability),
+    # or "values" and "norm" (an embedding's samples' L2 norms); psi and ks above are the largest
+    detail: Mapping[str, tuple[float, float | None]] = dataclasses.field(default_factory=dict)
     threshold: float = PSI_ALERT
 
     @property
@@ -239,7 +261,8 @@ class DriftMonitor:
                 fixed = all(d > 0 for d in ref.dims)
                 size = int(np.prod(ref.dims)) if fixed else 0
                 self._widths[name] = size if 0 < size <= values_per_sample else -values_per_sample
-                self._windows[name] = (_Window(window, abs(self._widths[name]), np.float64),)
+                self._windows[name] = (_Window(window, abs(self._widths[name]), np.float64),
+                                       *((_Window(window, 1, np.float64),) if ref.norm is not None else ()))
 
     def observe(self, outputs: Mapping[str, Any]) -> None:
         """Add a response's outputs (a batch, or one sample of a model without batching) to the window."""
@@ -266,11 +289,14 @@ class DriftMonitor:
             classes, confidence = dist.top1(samples, ref.scores)
             return classes[:, None], confidence[:, None]
         flat = samples.reshape(len(samples), -1).astype(np.float64)
+        norms = (dist.sample_norms(flat)[:, None],) if ref.norm is not None else ()
         width = self._widths[name]
-        if width < 0 and flat.shape[1]:  # a random subset of each sample's values (with replacement)
+        if not flat.shape[1]:  # variable dims of size 0: nothing to count
+            return (np.empty((0, abs(width))), *(np.empty((0, 1)) for _ in norms))
+        if width < 0:  # a random subset of each sample's values (with replacement)
             picks = self._rng.integers(0, flat.shape[1], size=(len(flat), -width))
             flat = np.take_along_axis(flat, picks, axis=1)
-        return (flat,)
+        return (flat, *norms)
 
     def scores(self) -> dict[str, DriftScore]:
         """PSI and KS per output whose window holds at least ``min_samples`` samples."""
@@ -281,18 +307,22 @@ class DriftMonitor:
         for name, parts in current.items():
             ref = self.references[name]
             if ref.kind == "classes":
-                assert ref.class_bins is not None
+                assert ref.class_bins is not None and ref.class_shares is not None
                 classes, confidence = parts[0].ravel(), parts[1].ravel()
-                observed = np.bincount(ref.class_bins[classes], minlength=len(ref.bins))
-                out[name] = DriftScore(name, psi(ref.bins, observed), ks(confidence, ref.quantiles), len(classes))
-                continue
-            assert ref.edges is not None
-            values = parts[0].ravel()
-            values = values[np.isfinite(values)]
-            if not values.size:
-                continue
-            shares = dist.bin_shares(values, ref.edges)
-            out[name] = DriftScore(name, psi(ref.bins, shares), ks(values, ref.quantiles), len(parts[0]))
+                observed = np.bincount(ref.class_bins[classes], minlength=len(ref.class_shares))
+                detail: dict[str, tuple[float, float | None]] = {
+                    "classes": (psi(ref.class_shares, observed), None), "confidence": ref.scalars.score(confidence)}
+            else:
+                values = parts[0].ravel()
+                values = values[np.isfinite(values)]
+                if not values.size:
+                    continue
+                detail = {"values": ref.scalars.score(values)}
+                if ref.norm is not None:
+                    norms = parts[1].ravel()
+                    detail["norm"] = ref.norm.score(norms[np.isfinite(norms)])
+            out[name] = DriftScore(name, max(p for p, _ in detail.values()),
+                                   max(k for _, k in detail.values() if k is not None), len(parts[0]), detail)
         return out
 
     def reset(self) -> None:

@@ -49,6 +49,7 @@ from .optimize import AccuracyError, call_ref, load_npz
 from .runners import Runner
 
 if TYPE_CHECKING:
+    from .io_spec import TensorIO
     from .request import FormatOptions, ModelRequest
     from .source import LoadedModel
 
@@ -142,12 +143,16 @@ def infer_task(req: ModelRequest, loaded: LoadedModel, labeled: bool) -> str:
         return req.task
     if labeled or req.labels or loaded.labels:
         return "classification"
-    first = loaded.outputs[0]
-    if EMBEDDING_NAME.search(first.name) and first.dtype.is_float:
+    return tensor_task(loaded.outputs[0])
+
+
+def tensor_task(tensor: TensorIO) -> str:
+    """What an output holds by its name, dtype and dims alone (rules 2-6 of the module docstring)."""
+    if EMBEDDING_NAME.search(tensor.name) and tensor.dtype.is_float:
         return "embedding"
-    if not first.dtype.is_float:
+    if not tensor.dtype.is_float:
         return "classification"
-    dims = tuple(first.dims)
+    dims = tuple(tensor.dims)
     if len(dims) >= 2:
         return "embedding"
     if dims in ((), (1,)):

@@ -25,10 +25,12 @@ import numpy as np
 
 from tritonize.core import formats
 from tritonize.core.check import check_repository
+from tritonize.core.distribution import KEY as DISTRIBUTION_KEY
 from tritonize.core.log import logger, progress
 
 from . import ensemble
 from .config_spec import TENSOR_NAME_RE, InstanceGroup, ModelConfigSpec, Warmup, WarmupInput
+from .distribution import reference_distribution
 from .errors import ExportError, SpecError, TritonizeError, UsageError
 from .exporters import Artifact, ExportJob, equivalent, export
 from .judge import judge
@@ -211,7 +213,8 @@ def _stage(req: ModelRequest, fmt: formats.Format, loaded: LoadedModel, parent: 
         (root / "configs").mkdir()
         (root / "configs" / CPU_VARIANT).write_text(render_config(cpu, template_dir))
         model_files.append(f"configs/{CPU_VARIANT}")
-    entry = manifest_entry(req, fmt.name, version, loaded, artifact, report, optimization)
+    entry = manifest_entry(req, fmt.name, version, loaded, artifact, report, optimization,
+                           reference_distribution(req, loaded))
     artifacts[name] = artifact
     return StagedModel(name, root, version, entry, model_files, equivalent(fmt.name)), report, optimization
 
@@ -401,8 +404,10 @@ def _stage_pipeline(req: ModelRequest, loaded: LoadedModel, steps: Preprocess, s
         try:
             ensemble.check_artifact(pipeline, served, loaded, artifact, req.tolerance(fmt), target,
                                     gate=not formats.FORMATS[fmt].optimized)
-            staged[target] = (ensemble.stage_ensemble(req, fmt, loaded, pipeline, artifact, _labels(req, loaded),
-                                                      version, stage), None, None)
+            model = ensemble.stage_ensemble(req, fmt, loaded, pipeline, artifact, _labels(req, loaded), version,
+                                            stage)
+            model.manifest_entry[DISTRIBUTION_KEY] = reference_distribution(req, loaded)  # the model's outputs
+            staged[target] = (model, None, None)
             references[target] = ensemble.eager_runner(pipeline, loaded)
         except TritonizeError as exc:
             failed[target] = _failure(target, "ensemble", version, "failed", exc)

@@ -1,7 +1,8 @@
 """What a model version's manifest entry records: the file and its sha256, the format, the source, how it
 was exported, the verification and optimization results, the request (in the spec's vocabulary, so
 ``build --from-manifest`` rebuilds it, for the same target release), the target release and what it can load,
-and the library versions. No timestamps or timings: the same inputs
+the library versions, and the outputs' reference distribution (``output_distribution``: ``distribution.py``,
+for the drift monitor). No timestamps or timings: the same inputs
 give the same bytes."""
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 from typing import Any
+
+from tritonize.core.distribution import KEY as DISTRIBUTION_KEY
 
 from .exporters import Artifact
 from .optimize import OptimizationReport
@@ -30,8 +33,9 @@ def environment() -> dict[str, str]:
 
 
 def manifest_entry(req: ModelRequest, fmt: str, version: int, loaded: LoadedModel, artifact: Artifact,
-                   report: VerificationReport, optimization: OptimizationReport | None) -> dict[str, Any]:
-    return {
+                   report: VerificationReport, optimization: OptimizationReport | None,
+                   distribution: dict[str, Any] | None = None) -> dict[str, Any]:
+    entry = {
         "artifact": {"file": f"{version}/{artifact.path.name}", "sha256": sha256(artifact.path),
                      "bytes": artifact.path.stat().st_size},
         "format": fmt,
@@ -45,3 +49,6 @@ def manifest_entry(req: ModelRequest, fmt: str, version: int, loaded: LoadedMode
         "target": req.target.record(),
         "environment": environment(),
     }
+    if distribution is not None:
+        entry[DISTRIBUTION_KEY] = distribution
+    return entry

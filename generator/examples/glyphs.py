@@ -67,11 +67,15 @@ class GlyphCNN(nn.Module):
 
 
 def build_glyph_classifier(epochs: int = 8, seed: int = 0) -> ModelBundle:
-    train, train_y, test, _ = load_glyphs(seed)
+    train, train_y, test, test_y = load_glyphs(seed)
     transform, _ = image_transform(STEPS)  # training preprocesses the PNG bytes through the declared steps
     images = torch.stack([transform(decode(png, STEPS.mode)) for png in train])
     with deterministic(seed) as gen:
         model = train_classifier(GlyphCNN(), (images,), torch.from_numpy(train_y), epochs=epochs, batch_size=32,
                                  lr=3e-3, generator=gen)
+    def evaluation() -> tuple[dict[str, np.ndarray], np.ndarray]:  # the held-out PNGs, preprocessed as in training
+        return {"image": torch.stack([transform(decode(png, STEPS.mode)) for png in test]).numpy()}, test_y
+
     return ModelBundle(model, example_inputs={"image": images[:2]}, output_names=["logits"],
-                       labels=[str(d) for d in range(10)], preprocess=Preprocess(image=STEPS, samples=test[:48]))
+                       labels=[str(d) for d in range(10)], preprocess=Preprocess(image=STEPS, samples=test[:48]),
+                       evaluation=evaluation)

@@ -89,6 +89,13 @@ def build_review_classifier(epochs: int = 6, seed: int = 0) -> ModelBundle:
                                  (torch.from_numpy(batch["input_ids"]), torch.from_numpy(batch["attention_mask"])),
                                  torch.from_numpy(labels), epochs=epochs, batch_size=32, lr=1e-2, generator=gen)
     example = tokenize(texts[:2])
+
+    def evaluation() -> tuple[dict[str, np.ndarray], np.ndarray]:  # held out: reviews of a seed training never used
+        held_out, held_out_labels = make_reviews(360, seed + 2)
+        tokens = tokenize(held_out)
+        return {k: tokens[k] for k in ("input_ids", "attention_mask")}, held_out_labels
+
     return ModelBundle(model, example_inputs={k: example[k] for k in ("input_ids", "attention_mask")},
                        input_dims={"input_ids": [-1], "attention_mask": [-1]}, output_names=["logits"],
-                       labels=LABELS, preprocess=Preprocess(text=steps, samples=make_reviews(64, seed + 1)[0]))
+                       labels=LABELS, preprocess=Preprocess(text=steps, samples=make_reviews(64, seed + 1)[0]),
+                       evaluation=evaluation)

@@ -12,21 +12,25 @@ Manifest key ``output_distribution`` of a version's entry::
           "kind": "classes", "dims": [10],
           "scores": "logits",                 # or "probabilities" (rows already sum to 1): how confidence is taken
           "frequencies": [0.1, ...],          # share of samples whose top class is i, one per class
-          "confidence": {"quantiles": [...], "mean": 0.97, "std": 0.08}   # top-1 softmax probability
+          "confidence": {"quantiles": [...], "bins": [...], "mean": 0.97, "std": 0.08}  # top-1 probability
         },
         "embedding": {                        # embeddings, regressors: every value of the output
           "kind": "values", "dims": [16],
           "quantiles": [...],                 # at levels 0, 0.05, ..., 1 (QUANTILE_LEVELS)
           "bins": [0.1, ...],                 # share of the values in each PSI bin (psi_edges), right-closed
-          "mean": 0.01, "std": 0.9
-        }
+          "mean": 0.01, "std": 0.9,
+          "norm": {"quantiles": [...], "bins": [...], "mean": 3.2, "std": 0.4}   # per-sample L2 norm; only
+        }                                     # for outputs of more than one value per sample
       }
     }
 
 Floats keep ``DIGITS`` significant digits (thread rounding in the model's last bits cannot change the bytes);
 bins are counted against the rounded edges, so the build and the monitor bin alike. PSI bins: classes are
 binned by class (beyond ``MAX_CLASS_BINS`` classes, the rarest are pooled into one bin); values by the deciles
-among the quantiles (equal edges merged, so ties such as ReLU zeros make one bin).
+among the quantiles (equal edges merged, so ties such as ReLU zeros make one bin). Confidences keep ``DIGITS``
+significant digits of their distance to 1. An embedding's values pooled over its dimensions can keep their
+distribution while the inputs change (inverted digits: PSI 0.07), its samples' norms do not (0.68): the monitor
+scores both and reports the larger.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ def rounded(x: float) -> float:
 
 def rounded_list(values: NDArray[Any]) -> list[float]:
     return [rounded(float(v)) for v in values]
+
+
+def rounded_probabilities(values: NDArray[Any]) -> list[float]:
+    """Probabilities with ``DIGITS`` significant digits of their distance to 1 (0.99997 stays 0.99997)."""
+    return [1.0 - rounded(1.0 - float(v)) for v in values]
 
 
 def are_probabilities(scores: NDArray[Any]) -> bool:
@@ -93,16 +102,36 @@ def class_bins(frequencies: NDArray[np.float64]) -> NDArray[np.int64]:
     return bins
 
 
-def summarize_values(values: NDArray[Any], dims: list[int]) -> dict[str, Any]:
-    """The ``values`` record of every finite value of an output over the reference set (ValueError: none)."""
+def one_value_per_sample(dims: list[int] | tuple[int, ...]) -> bool:
+    """Whether an output of these per-sample dims is one number per sample (else its norm is recorded too)."""
+    return all(d == 1 for d in dims)
+
+
+def _scalars(values: NDArray[Any], probabilities: bool = False) -> dict[str, Any]:
     flat = values.astype(np.float64).ravel()
     flat = flat[np.isfinite(flat)]
     if not flat.size:
         raise ValueError("no finite values")
-    quantiles = np.array(rounded_list(np.quantile(flat, QUANTILE_LEVELS)))
-    return {"kind": "values", "dims": list(dims), "quantiles": quantiles.tolist(),
-            "bins": rounded_list(bin_shares(flat, psi_edges(quantiles))),
+    quantiles = np.array((rounded_probabilities if probabilities else rounded_list)(
+        np.quantile(flat, QUANTILE_LEVELS)))
+    return {"quantiles": quantiles.tolist(), "bins": rounded_list(bin_shares(flat, psi_edges(quantiles))),
             "mean": rounded(float(flat.mean())), "std": rounded(float(flat.std()))}
+
+
+def sample_norms(samples: NDArray[Any]) -> NDArray[np.float64]:
+    """The L2 norm of each sample (first axis) of an output."""
+    rows = samples.reshape(len(samples), -1).astype(np.float64)
+    norms: NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    return norms
+
+
+def summarize_values(values: NDArray[Any], dims: list[int], norms: NDArray[Any] | None = None) -> dict[str, Any]:
+    """The ``values`` record of every finite value of an output over the reference set, with the record of the
+    samples' ``norms`` (``sample_norms``) for outputs of several values per sample. ValueError: no finite value."""
+    record = {"kind": "values", "dims": list(dims), **_scalars(values)}
+    if norms is not None:
+        record["norm"] = _scalars(norms)
+    return record
 
 
 def summarize_classes(scores: NDArray[Any], dims: list[int]) -> dict[str, Any]:
@@ -111,5 +140,4 @@ def summarize_classes(scores: NDArray[Any], dims: list[int]) -> dict[str, Any]:
     classes, confidence = top1(scores, kind)
     frequencies = np.bincount(classes, minlength=scores.shape[-1]) / max(len(classes), 1)
     return {"kind": "classes", "dims": list(dims), "scores": kind, "frequencies": rounded_list(frequencies),
-            "confidence": {"quantiles": rounded_list(np.quantile(confidence, QUANTILE_LEVELS)),
-                           "mean": rounded(float(confidence.mean())), "std": rounded(float(confidence.std()))}}
+            "confidence": _scalars(confidence, probabilities=True)}
