@@ -240,7 +240,8 @@ PANELS: tuple[Panel, ...] = (
           ((compute_ms_per_request(RATE, MODEL), "{{model}} v{{version}}"),),
           "Mean input + inference + output time (the TritonComputeTimeHigh alert)."),
     Panel("Batch size achieved", "short", "triton", ((batch_size(RATE, MODEL), "{{model}} v{{version}}"),),
-          "Inferences per model execution: what dynamic batching achieves."),
+          "Inferences per model execution: what dynamic batching achieves (1 without it). Failed executions "
+          "count as executions, not inferences: below 1 while a model fails."),
     Panel("Pending requests", "short", "triton", ((pending_requests(MODEL), "{{model}} v{{version}}"),),
           "Requests waiting for execution now."),
     Panel("Queue time quantiles", "ms", "triton",
