@@ -94,7 +94,8 @@ def gpu_memory_fraction() -> str:
     return "max by (gpu_uuid) (nv_gpu_memory_used_bytes) / max by (gpu_uuid) (nv_gpu_memory_total_bytes)"
 
 
-def triton_down(job: str) -> str:
+def target_down(job: str) -> str:
+    """A scrape target of ``job`` Prometheus cannot reach."""
     return f'up{{job="{job}"}} == 0'
 
 
@@ -168,7 +169,7 @@ def alert_rules(settings: AlertSettings | None = None) -> dict[str, Any]:
     s = settings or AlertSettings()
     w = s.window
     triton = [
-        _alert("TritonDown", triton_down(s.triton_job), s, "critical",
+        _alert("TritonDown", target_down(s.triton_job), s, "critical",
                "Triton {{ $labels.instance }} is down",
                f"Prometheus cannot scrape {{{{ $labels.instance }}}} (job {s.triton_job}) for {s.for_duration}."),
         _alert("TritonModelFailures", f"{failure_ratio(w)} > {s.failure_ratio:g}", s, "critical",
@@ -195,6 +196,9 @@ def alert_rules(settings: AlertSettings | None = None) -> dict[str, Any]:
                f"(threshold {s.gpu_utilization:.0%}): more load will queue."),
     ]
     gateway = [
+        _alert("TritonizeGatewayDown", target_down(s.gateway_job), s, "critical",
+               "the gateway {{ $labels.instance }} is down",
+               f"Prometheus cannot scrape {{{{ $labels.instance }}}} (job {s.gateway_job}) for {s.for_duration}."),
         _alert("TritonizeGatewayErrors", f"{gateway_error_ratio(w)} > {s.gateway_error_ratio:g}", s, "critical",
                "the gateway fails requests to model {{ $labels.model }}",
                f"{_VALUE_PERCENT} of the gateway's requests to model {{{{ $labels.model }}}} "
@@ -323,6 +327,9 @@ def prometheus_config(targets: Mapping[str, list[str]], rule_files: list[str],
         raise SpecError("scrape_interval", scrape_interval, "a Prometheus duration such as 15s")
     if not targets:
         raise SpecError("targets", dict(targets), "at least one job, e.g. {'triton': ['triton:8002']}")
+    for path in rule_files:
+        if not isinstance(path, str) or not path:
+            raise SpecError("rule_files", path, "paths of rule files (as the Prometheus server sees them)")
     jobs = []
     for job, addresses in targets.items():
         if not job or not re.match(r"^[A-Za-z_][A-Za-z0-9_\-]*$", job):

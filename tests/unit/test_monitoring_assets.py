@@ -91,6 +91,9 @@ CASES = [
                         'up{job="triton",instance="b:8002"}': gauge(1, 1),
                         'up{job="gateway",instance="g:8000"}': gauge(1, 0)},  # another job's target: not Triton
          {"job": "triton", "instance": "a:8002"}, 0),
+    Case("TritonizeGatewayDown", {'up{job="gateway",instance="g:8000"}': gauge(1, 0),
+                                  'up{job="triton",instance="a:8002"}': gauge(1, 0)},  # Triton's own alert
+         {"job": "gateway", "instance": "g:8000"}, 0),
     Case("TritonModelFailures",
          {triton("nv_inference_request_success", "flaky"): counter(PER_SECOND, PER_SECOND),
           triton("nv_inference_request_failure", "flaky", ',reason="BACKEND"'): counter(0, PER_SECOND / 2),
@@ -280,6 +283,7 @@ def test_prometheus_config_passes_promtool_check(tmp_path: Path) -> None:
     (lambda: prometheus_config({"triton": "triton:8002"}, []),  # type: ignore[dict-item]
      "targets['triton']: got 'triton:8002', expected a non-empty list of host:port"),
     (lambda: prometheus_config({}, []), "targets: got {}, expected at least one job"),
+    (lambda: prometheus_config({"triton": ["t:8002"]}, [""]), "rule_files: got '', expected paths of rule files"),
     (lambda: prometheus_config({"triton": ["t:8002"]}, [], scrape_interval="15"), "scrape_interval: got '15'"),
 ])
 def test_bad_settings_are_one_clear_line(call: Any, message: str) -> None:
