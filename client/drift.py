@@ -22,8 +22,8 @@ each output against its reference::
 - ``drifted``: PSI above ``tritonize.core.observability.PSI_ALERT``, the threshold the alert rule uses.
 
 A sample is one row of class scores, or one sample of a values output (of which at most ``values_per_sample``
-values, drawn at random, are kept). ``observe`` only copies into ring buffers; ``scores`` does the counting.
-numpy only.
+values, drawn at random, are kept, and its norm). ``observe`` only copies into ring buffers (window x classes
+floats for class scores); ``scores`` does the counting. numpy only.
 """
 
 from __future__ import annotations
@@ -224,10 +224,12 @@ class _Window:
 
     def add(self, rows: NDArray[Any]) -> None:
         size = len(self.rows)
-        rows = rows[-size:]
-        at = (self.pos + np.arange(len(rows))) % size
-        self.rows[at] = rows
-        self.pos = int((self.pos + len(rows)) % size)
+        if len(rows) == 1:  # the common case, a request of one: no index arrays
+            self.rows[self.pos] = rows[0]
+        else:
+            rows = rows[-size:]
+            self.rows[(self.pos + np.arange(len(rows))) % size] = rows
+        self.pos = (self.pos + len(rows)) % size
         self.count = min(self.count + len(rows), size)
 
     def current(self) -> NDArray[Any]:
@@ -256,7 +258,8 @@ class DriftMonitor:
         self._widths: dict[str, int] = {}
         for name, ref in self.references.items():
             if ref.kind == "classes":
-                self._windows[name] = (_Window(window, 1, np.int64), _Window(window, 1, np.float64))
+                assert ref.frequencies is not None  # the scores as received: top1 runs once per scores()
+                self._windows[name] = (_Window(window, len(ref.frequencies), np.float64),)
             else:
                 fixed = all(d > 0 for d in ref.dims)
                 size = int(np.prod(ref.dims)) if fixed else 0
@@ -286,8 +289,7 @@ class DriftMonitor:
             if samples.shape[-1] != len(ref.frequencies):
                 raise SpecError(f"outputs.{name}", f"{samples.shape[-1]} classes",
                                 f"{len(ref.frequencies)}, as in its reference")
-            classes, confidence = dist.top1(samples, ref.scores)
-            return classes[:, None], confidence[:, None]
+            return (samples.reshape(-1, samples.shape[-1]),)
         flat = samples.reshape(len(samples), -1).astype(np.float64)
         norms = (dist.sample_norms(flat)[:, None],) if ref.norm is not None else ()
         width = self._widths[name]
@@ -308,7 +310,7 @@ class DriftMonitor:
             ref = self.references[name]
             if ref.kind == "classes":
                 assert ref.class_bins is not None and ref.class_shares is not None
-                classes, confidence = parts[0].ravel(), parts[1].ravel()
+                classes, confidence = dist.top1(parts[0], ref.scores)
                 observed = np.bincount(ref.class_bins[classes], minlength=len(ref.class_shares))
                 detail: dict[str, tuple[float, float | None]] = {
                     "classes": (psi(ref.class_shares, observed), None), "confidence": ref.scalars.score(confidence)}
