@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonize.core.errors import UsageError
+from tritonize.core.observability import TRITON_SUMMARY_FLAG
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the version of the local server
 
@@ -27,7 +28,7 @@ def run_kwargs(repo: Path, image: str, *, host: str = "127.0.0.1", http_port: in
     from docker.types import DeviceRequest
 
     command = ["tritonserver", "--model-repository=/models", f"--model-control-mode={model_control_mode}",
-               f"--log-verbose={log_verbose}", "--strict-readiness=true"]
+               f"--log-verbose={log_verbose}", "--strict-readiness=true", TRITON_SUMMARY_FLAG]
     command += [f"--load-model={m}" for m in load_models]
     if config_name:
         command.append(f"--model-config-name={config_name}")

@@ -33,6 +33,7 @@ from typing import Any
 from tritonize.core import formats
 from tritonize.core.errors import TritonizeError, UsageError
 from tritonize.core.log import logger, progress
+from tritonize.core.observability import TRITON_SUMMARY_FLAG
 from tritonize.core.staging import remove_stale
 
 CPU_CONFIG = "cpu"
@@ -252,6 +253,7 @@ class LocalTriton:
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
             f"--model-control-mode={self.model_control_mode}", f"--log-verbose={self.log_verbose}",
             f"--exit-on-error={'true' if self.strict else 'false'}", "--strict-readiness=true",
+            TRITON_SUMMARY_FLAG,
         ]
         cmd += [f"--load-model={m}" for m in self.load_models]
         if self.config_name:
