@@ -190,8 +190,8 @@ def load_references(model_dir: Path, version: int | None = None) -> dict[str, Ou
     recorded = versions[key].get(dist.KEY) if isinstance(versions[key], dict) else None
     if not isinstance(recorded, dict) or not isinstance(recorded.get("outputs"), dict):
         raise SpecError(f"{path}: versions.{key}.{dist.KEY}", recorded,
-                        "the outputs' reference distribution (rebuild the model with this tritonize: "
-                        "`tritonize build --overwrite`)")
+                        "the outputs' reference distribution (build the model again with this tritonize: "
+                        "`tritonize build` records it)")
     where = f"{path}: versions.{key}.{dist.KEY}."
     return {name: OutputReference.from_record(name, record, where) for name, record in recorded["outputs"].items()}
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tritonize.core.distribution import KEY as DISTRIBUTION_KEY
 from tritonize.core.manifest import MANIFEST, gaps, sha256
 from tritonize.core.staging import LOCK, PREFIX, hold, remove_stale
 
@@ -152,7 +153,8 @@ def _read_manifest(target: Path) -> dict[str, Any]:
 
 def _manifest_needs_repair(target: Path, staged: StagedModel) -> bool:
     """The version is there and identical, but the manifest does not record it (a kill between the rename
-    and the manifest write), records another artifact, or other model-level files."""
+    and the manifest write), records another artifact, or other model-level files, or lacks the outputs'
+    reference distribution (a version built before tritonize recorded it)."""
     manifest = _read_manifest(target)
     versions = manifest.get("versions")
     entry = versions.get(str(staged.version)) if isinstance(versions, dict) else None
@@ -160,7 +162,8 @@ def _manifest_needs_repair(target: Path, staged: StagedModel) -> bool:
     if not isinstance(artifact, dict) or artifact.get("file") != staged.manifest_entry["artifact"]["file"]:
         return True
     return (not (target / str(artifact["file"])).is_file() or bool(gaps(target, [staged.version]))
-            or manifest.get("files") != staged.file_hashes())
+            or manifest.get("files") != staged.file_hashes()
+            or (DISTRIBUTION_KEY in staged.manifest_entry and DISTRIBUTION_KEY not in entry))
 
 
 def _listing(version_dir: Path) -> list[str]:

@@ -151,7 +151,7 @@ def test_load_references_errors_are_one_line(tmp_path: Path) -> None:
         load_references(tmp_path / "nowhere")
     model = _model_dir(tmp_path, {"1": {"artifact": {}}})
     with pytest.raises(SpecError, match=r"versions.1.output_distribution: got None, expected the outputs' reference "
-                                        r"distribution \(rebuild the model"):
+                                        r"distribution \(build the model again"):
         load_references(model)
 
 

@@ -84,6 +84,18 @@ def test_an_ensemble_records_the_distribution_of_its_model(tmp_path: Path) -> No
     assert dist.KEY not in json.loads((tmp_path / "reviews_preprocess" / MANIFEST).read_text())["versions"]["1"]
 
 
+def test_a_version_built_before_the_record_gets_it_on_the_next_build(tmp_path: Path) -> None:
+    req = ModelRequest("mlp", "toy_models:mlp", max_batch_size=8, version=1, formats=("onnx",))
+    build([req], tmp_path)
+    path = tmp_path / "mlp_onnx" / MANIFEST
+    manifest = json.loads(path.read_text())
+    expected = manifest["versions"]["1"].pop(dist.KEY)
+    path.write_text(json.dumps(manifest))
+    [again] = build([req], tmp_path)
+    assert again.action == "repair-manifest" and recorded(tmp_path, "mlp_onnx") == expected
+    assert build([req], tmp_path)[0].action == "unchanged"
+
+
 SPEC = f"""
 [models.two_heads]
 source = "{UNIT / 'toy_models.py'}:two_heads"
