@@ -159,7 +159,8 @@ def _manifest_needs_repair(target: Path, staged: StagedModel) -> bool:
     versions = manifest.get("versions")
     entry = versions.get(str(staged.version)) if isinstance(versions, dict) else None
     artifact = entry.get("artifact") if isinstance(entry, dict) else None
-    if not isinstance(artifact, dict) or artifact.get("file") != staged.manifest_entry["artifact"]["file"]:
+    if not isinstance(entry, dict) or not isinstance(artifact, dict) or (
+            artifact.get("file") != staged.manifest_entry["artifact"]["file"]):
         return True
     return (not (target / str(artifact["file"])).is_file() or bool(gaps(target, [staged.version]))
             or manifest.get("files") != staged.file_hashes()
