@@ -16,7 +16,8 @@ each output against its reference::
   embedding) also its samples' L2 norms. Empty bins count as ``EPSILON``. The largest PSI and KS are reported
   (``DriftScore.detail`` has each part's).
   Sampling noise alone gives about (bins - 1) * (1 / window + 1 / reference samples): keep the window large
-  (``min_samples`` 200 over 10 bins is ~0.05 against a reference of a few hundred samples).
+  (the digits classifier on unseen digits against its 360-sample reference: PSI 0.05 over 1,000 samples, 0.10 on
+  average and up to 0.16 over 200).
 - **KS**: the one-sample Kolmogorov-Smirnov statistic of the window's top-1 confidences (class scores), values or
   norms against the reference's CDF, linear between its quantiles (with the jumps its ties make).
 - ``drifted``: PSI above ``tritonize.core.observability.PSI_ALERT``, the threshold the alert rule uses.
