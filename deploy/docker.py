@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tritonize.core import releases
 from tritonize.core.errors import UsageError
 from tritonize.core.observability import TRITON_SUMMARY_FLAG
 
-DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the version of the local server
+DEFAULT_IMAGE = releases.get().image  # nvcr.io/nvidia/tritonserver:24.10-py3: Triton 2.51, the local server
 
 
 def run_kwargs(repo: Path, image: str, *, host: str = "127.0.0.1", http_port: int = 8000, grpc_port: int = 8001,

@@ -84,6 +84,11 @@ class Release:
                 f"{torch} (Triton {self.name}) reads")
 
     @property
+    def image(self) -> str:
+        """The NGC image of this release (what ``serve --docker`` and ``tritonize deploy`` run)."""
+        return f"nvcr.io/nvidia/tritonserver:{self.name}-py3"
+
+    @property
     def ort_name(self) -> str:
         return f"ONNX Runtime {self.onnxruntime} (Triton {self.name})"
 
