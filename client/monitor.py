@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from tritonize.core.log import logger
 from tritonize.core.observability import SUMMARY_METRIC
 
 from .bench import metrics as prometheus
@@ -38,6 +39,7 @@ from .errors import ModelNotFoundError
 
 QUANTILES = {"p50": "0.5", "p99": "0.99"}  # the summaries' quantile labels the monitor reads
 _STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
+_log = logger(__name__)
 
 
 class StatisticsSource(Protocol):
@@ -249,6 +251,7 @@ class Monitor:
         at = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
         metrics = prometheus.scrape(self.metrics_url, self.timeout_s) if self.metrics_url else None
         stats = {(s.model, s.version): s for s in map(VersionStats.parse, entries)}
+        _log.debug(f"snapshot: {len(stats)} model version(s), metrics {'read' if metrics else 'unavailable'}")
         return Snapshot(now, at, stats, metrics)
 
     def instances(self, model: str) -> int | None:
