@@ -95,7 +95,8 @@ def files(plan: Plan, repo_source: str) -> dict[str, str]:
             "depends_on": ["prometheus"],
             "restart": "unless-stopped"},
     }
-    compose = {"name": plan.options.name, "services": services,
+    # no top-level `name` (compose-spec 2022): Debian's docker-compose 1.29 refuses it; -p names the project
+    compose = {"services": services,
                "volumes": {"prometheus-data": {}, "grafana-data": {}}}
     prometheus = monitoring.prometheus_config(
         {monitoring.TRITON_JOB: [f"triton:{PORTS['metrics']}"], monitoring.GATEWAY_JOB: [f"gateway:{GATEWAY_PORT}"]},
