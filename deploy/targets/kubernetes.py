@@ -39,7 +39,7 @@ def _container(plan: Plan) -> dict[str, Any]:
     limits: dict[str, Any] = {k: v for k, v in (("memory", plan.options.memory),) if v}
     if plan.gpus:
         limits["nvidia.com/gpu"] = plan.gpus
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}]
     env: list[dict[str, Any]] = []
     if not plan.scheme:
         mounts.append({"name": "models", "mountPath": MOUNT, "readOnly": True})

@@ -166,7 +166,10 @@ def read_plan(repo: Path, options: Options) -> Plan:
     """The plan for ``repo`` under ``options``; a bad option or a repository without models is a SpecError."""
     _check_options(options)
     repo = repo.resolve()
-    gpu_models, python_models, requirements, models = [], [], set(), []
+    gpu_models: list[str] = []
+    python_models: list[str] = []
+    models: list[str] = []
+    requirements: set[str] = set()
     needed = 0
     for model_dir in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
         sources = read_configs(model_dir)
