@@ -24,7 +24,10 @@ def triton_files(plan: Plan, folder: str) -> dict[str, str]:
 
 
 def triton_image(plan: Plan) -> str:
-    """The image the server runs: the NGC one, or the derived one when python-backend models need packages."""
+    """The image the server runs: --image, else the NGC one, or the derived one when python-backend models need
+    packages (built locally by compose; for Kubernetes, push it and pass its name as --image)."""
+    if plan.options.image:
+        return plan.options.image
     return f"tritonize-triton:{plan.release.name}-py3" if plan.requirements else plan.image
 
 

@@ -45,6 +45,7 @@ class Options:
     model_control_mode: str = "none"
     triton_version: str | None = None  # None: what the manifests record (else the local server's)
     target_queue_us: int = 20_000  # HPA: average queue time per request per pod
+    image: str | None = None  # the server's image (default: the release's NGC image, or the derived one)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,11 @@ def _check_options(o: Options) -> None:
         raise SpecError("--max-replicas", o.max_replicas, f"an integer >= --replicas ({o.replicas})")
     if o.gpus is not None and o.gpus < 0:
         raise SpecError("--gpus", o.gpus, "an integer >= 0")
+    if o.image is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]*", o.image):
+        raise SpecError("--image", o.image, "an image reference such as registry.example.com/triton:24.10-py3")
+    if o.image is not None and o.target == "kserve":
+        raise SpecError("--image", o.image, "no --image with --target kserve (its runtime kserve-tritonserver "
+                        "names the image; --triton-version picks runtimeVersion)")
     if o.target_queue_us < 1:
         raise SpecError("--target-queue-us", o.target_queue_us, "an integer >= 1 (microseconds)")
     for flag, value in (("--cpu", o.cpu), ("--memory", o.memory)):

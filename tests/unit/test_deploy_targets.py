@@ -181,6 +181,10 @@ def test_python_backend_models_get_a_derived_image(cpu_repo: Path) -> None:
     triton = load(out / "compose.yaml")["services"]["triton"]
     assert triton["build"] == {"context": "triton"} and triton["image"] == "tritonize-triton:24.12-py3"
     assert (deploy(cpu_repo, "kubernetes") / "image" / "Dockerfile").is_file()
+    pushed = "registry.example.com/ml/triton:24.12-py3"
+    container = load(deploy(cpu_repo, "kubernetes", "--image", pushed) / "deployment.yaml")["spec"]["template"][
+        "spec"]["containers"][0]
+    assert container["image"] == pushed
 
 
 def test_object_store_uri_takes_credentials_from_a_secret(gpu_repo: Path) -> None:
@@ -228,6 +232,7 @@ def test_startup_probe_grows_with_the_repository(gpu_repo: Path, tmp_path: Path)
     (("--target", "kubernetes", "--repository-uri", "ftp://host/models"), "--repository-uri"),
     (("--target", "compose", "--gpus", "1"), "--gpus"),  # the configs list GPUs 0 and 1
     (("--target", "kubernetes", "--memory", "lots"), "--memory"),
+    (("--target", "kserve", "--image", "registry.example.com/triton:1"), "--image"),
 ])
 def test_bad_option_is_one_line_and_writes_nothing(gpu_repo: Path, tmp_path: Path, args: tuple[str, ...],
                                                    field: str) -> None:

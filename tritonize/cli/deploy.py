@@ -29,10 +29,14 @@ from .options import triton_version_option
 @click.option("--model-control-mode", default="none", show_default=True, metavar="none|poll|explicit")
 @click.option("--target-queue-us", type=int, default=20_000, show_default=True,
               help="Autoscaling target: mean queue time per request per pod (microseconds).")
+@click.option("--image", default=None,
+              help="The server's image (default: the release's NGC image; with python-backend models that need "
+                   "packages, the image built from the written Dockerfile: push it and name it here for Kubernetes).")
 @triton_version_option(None, "The NGC release to run (default: the one the manifests record).")
 def deploy_command(repo: Path, target: str, out: Path | None, force: bool, repository_uri: str | None,
                    replicas: int, max_replicas: int | None, gpus: int | None, cpu: str | None, memory: str | None,
-                   name: str, model_control_mode: str, target_queue_us: int, triton_version: str | None) -> None:
+                   name: str, model_control_mode: str, target_queue_us: int, image: str | None,
+                   triton_version: str | None) -> None:
     """Write deployment assets for REPO, derived from its configs and the options.
 
     \b
@@ -45,7 +49,7 @@ def deploy_command(repo: Path, target: str, out: Path | None, force: bool, repos
 
     options = Options(target=target, repository_uri=repository_uri, replicas=replicas, max_replicas=max_replicas,
                       gpus=gpus, cpu=cpu, memory=memory, name=name, model_control_mode=model_control_mode,
-                      triton_version=triton_version, target_queue_us=target_queue_us)
+                      triton_version=triton_version, target_queue_us=target_queue_us, image=image)
     folder = Path("deploy") / target if out is None else out
     written = deploy(repo, options, folder, force)
     click.echo(f"wrote {len(written)} files into {folder}:")
