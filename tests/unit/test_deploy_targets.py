@@ -197,6 +197,9 @@ def test_object_store_uri_takes_credentials_from_a_secret(gpu_repo: Path) -> Non
     assert {r["name"] for r in refs.values()} == {"triton-storage"}
     assert "/models" not in {m["mountPath"] for m in container["volumeMounts"]} and not (out / "pvc.yaml").exists()
     kubernetes_validate.validate(load(out / "deployment.yaml"), KUBERNETES, strict=True)
+    done = tritonize("deploy", str(gpu_repo), "--target", "kubernetes", "--repository-uri", uri, "--out",
+                     str(gpu_repo.parent / "printed"), cwd=gpu_repo.parent)
+    assert "kubectl create secret generic triton-storage --from-literal=AWS_ACCESS_KEY_ID=" in done.stdout
     gs = load(deploy(gpu_repo, "kubernetes", "--repository-uri", "gs://b/m") / "deployment.yaml")
     kubernetes_validate.validate(gs, KUBERNETES, strict=True)
     assert gs["spec"]["template"]["spec"]["volumes"][-1]["secret"]["secretName"] == "triton-storage"

@@ -45,7 +45,7 @@ def deploy_command(repo: Path, target: str, out: Path | None, force: bool, repos
       docker compose -f deploy/compose/compose.yaml up
     """
     from tritonize.deploy.targets.plan import Options
-    from tritonize.deploy.targets.write import deploy
+    from tritonize.deploy.targets.write import deploy, next_steps
 
     options = Options(target=target, repository_uri=repository_uri, replicas=replicas, max_replicas=max_replicas,
                       gpus=gpus, cpu=cpu, memory=memory, name=name, model_control_mode=model_control_mode,
@@ -55,9 +55,5 @@ def deploy_command(repo: Path, target: str, out: Path | None, force: bool, repos
     click.echo(f"wrote {len(written)} files into {folder}:")
     for path in written:
         click.echo(f"  {folder / path.relative_to(folder.absolute())}")
-    click.echo(f"start it: {START[target].format(folder=folder)}")
-
-
-START = {"compose": "docker compose -f {folder}/compose.yaml up --build",
-         "kubernetes": "kubectl apply -f {folder}/",
-         "kserve": "kubectl apply -f {folder}/inferenceservice.yaml"}
+    for line in next_steps(repo, options, folder):
+        click.echo(line)
