@@ -18,6 +18,7 @@ from .bench import bench_command
 from .build import build_command, export_command
 from .check import check_command
 from .deploy import deploy_command
+from .gateway import gateway_command
 from .infer import infer_command
 from .monitor import monitor_command
 from .quickstart import quickstart_command
@@ -26,7 +27,7 @@ from .stubs import client_stubs_command
 
 # In the order of the workflow: try it, make a repository, lint it, serve it, call it, measure it.
 COMMANDS = (quickstart_command, export_command, build_command, check_command, serve_command, client_stubs_command,
-            infer_command, bench_command, deploy_command, monitor_command)
+            infer_command, bench_command, deploy_command, monitor_command, gateway_command)
 
 
 def _usage_line(exc: click.UsageError) -> str:

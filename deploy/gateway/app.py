@@ -1,0 +1,238 @@
+"""The gateway's FastAPI app: ``POST /predict/<model>`` per model (explicit routes, so the docs show each
+body), ``/health`` (Triton's readiness), ``/metrics`` (requests, latency, output drift) and the docs served
+offline. One ``AsyncTritonClient`` per process, opened in the lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Body, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from tritonize.client import AsyncModelClient, AsyncTritonClient
+from tritonize.client.drift import DriftMonitor, load_references
+from tritonize.client.errors import (
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+    TritonClientError,
+)
+from tritonize.core.errors import TritonizeError
+from tritonize.core.log import logger
+from tritonize.core.observability import DRIFT_KS, DRIFT_PSI, DRIFT_WINDOW, GATEWAY_LATENCY, GATEWAY_REQUESTS
+
+from .routes import IMAGE, TEXT, ModelRoute, classify, read_routes
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(GATEWAY_REQUESTS, "Gateway requests by model and HTTP status", ["model", "code"],
+                                registry=self.registry)
+        self.latency = Histogram(GATEWAY_LATENCY, "Gateway request duration (seconds)", ["model"],
+                                 registry=self.registry,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.psi = Gauge(DRIFT_PSI, "Output drift: PSI over the window", ["model", "output"], registry=self.registry)
+        self.ks = Gauge(DRIFT_KS, "Output drift: KS statistic over the window", ["model", "output"],
+                        registry=self.registry)
+        self.window = Gauge(DRIFT_WINDOW, "Output drift: samples in the window", ["model", "output"],
+                            registry=self.registry)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status)
+
+
+def _status(exc: TritonizeError) -> int:
+    if isinstance(exc, InvalidInputError):
+        return 400
+    if isinstance(exc, ModelNotFoundError):
+        return 404
+    if isinstance(exc, (ModelNotReadyError, ServerUnavailableError)):
+        return 503
+    return 502 if isinstance(exc, TritonClientError) else 400
+
+
+def _answer(route: ModelRoute, outputs: dict[str, Any], single: bool) -> dict[str, Any]:
+    """Classified outputs (class, confidence, labels) and the others as lists; one sample or a batch."""
+    def sample(i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        rest = {}
+        for key, value in outputs.items():
+            row = value[i] if route.info.batching else value
+            if key in route.labels and not out:
+                out.update(classify(np.asarray(row), route.labels[key]))
+            else:
+                rest[key] = np.asarray(row).tolist()
+        if rest:
+            out["outputs"] = rest
+        return out
+
+    count = len(next(iter(outputs.values()))) if route.info.batching and outputs else 1
+    if single:
+        return {"model": route.name, **sample(0)}
+    return {"model": route.name, "predictions": [sample(i) for i in range(count)]}
+
+
+def _tensors(route: ModelRoute, body: Any) -> tuple[dict[str, Any], bool]:
+    """A JSON body as arrays by input name, with the batch added for a single sample."""
+    if not isinstance(body, dict):
+        raise InvalidInputError(f"body of model '{route.name}': {type(body).__name__}, expected a JSON object of "
+                                "inputs: " + ", ".join(t.describe(route.info.batching) for t in route.info.inputs))
+    arrays: dict[str, Any] = {}
+    for name, value in body.items():
+        try:
+            arrays[name] = np.asarray(value)
+        except ValueError:
+            raise InvalidInputError(f"input '{name}' of model '{route.name}': a ragged nested list, expected a "
+                                    "rectangular array") from None
+        if arrays[name].dtype.kind in "US" and not any(t.key == name and t.dtype.is_string for t in route.info.inputs):
+            spec = next((t for t in route.info.inputs if t.key == name), None)
+            if spec is not None:
+                raise InvalidInputError(f"input '{name}' of model '{route.name}': strings, expected "
+                                        f"{spec.dtype.numpy.name} ({spec.dtype.config})")
+    specs = {t.key: t for t in route.info.inputs}
+    single = route.info.batching and all(
+        name in specs and arrays[name].ndim == len(specs[name].dims) for name in arrays) and bool(arrays)
+    if single:
+        arrays = {name: a[None] for name, a in arrays.items()}
+    return arrays, single
+
+
+def create_app(repo: Path, url: str = "localhost:8001", protocol: str | None = None,
+               drift_window: int = 1000, drift_min_samples: int = 200) -> FastAPI:
+    """The gateway for the models of ``repo`` (see ``read_routes``), calling the Triton at ``url``."""
+    routes = read_routes(repo)
+    metrics = _Metrics()
+    monitors: dict[str, DriftMonitor] = {}
+    for route in routes:
+        try:
+            references = load_references(route.drift_dir)
+        except TritonizeError as exc:  # built before references were recorded, or no manifest: no drift gauges
+            logger.info("gateway: no drift reference for %s (%s)", route.name, exc)
+            continue
+        if references:
+            monitors[route.name] = DriftMonitor(references, window=drift_window, min_samples=drift_min_samples)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        client = AsyncTritonClient(url, protocol=protocol)
+        state["client"] = client
+        state["models"] = {r.name: AsyncModelClient(client, r.info) for r in routes}
+        try:
+            yield
+        finally:
+            await client.close()
+
+    app = FastAPIOffline(title="tritonize gateway", lifespan=lifespan,
+                         description=f"Models of {repo} served by Triton at {url}: POST /predict/<model>.")
+
+    async def predict(route: ModelRoute, arrays: dict[str, Any], single: bool) -> Response:
+        began = time.perf_counter()
+        try:
+            model: AsyncModelClient = state["models"][route.name]
+            outputs = await model.infer(arrays, cast=True)
+            monitor = monitors.get(route.name)
+            if monitor is not None:
+                monitor.observe(outputs)
+            response: Response = JSONResponse(_answer(route, outputs, single))
+        except TritonizeError as exc:
+            response = _error(_status(exc), str(exc))
+        metrics.requests.labels(route.name, str(response.status_code)).inc()
+        metrics.latency.labels(route.name).observe(time.perf_counter() - began)
+        return response
+
+    def refuse(route: ModelRoute, message: str, status: int = 400) -> Response:
+        metrics.requests.labels(route.name, str(status)).inc()
+        return _error(status, message)
+
+    def image_handler(route: ModelRoute) -> Handler:
+        field = route.raw_input.key
+
+        async def handler(image_bytes: Annotated[UploadFile, File(description="an image file (PNG, JPEG, ...)")]
+                          ) -> Response:
+            data = await image_bytes.read()
+            if not data:
+                return refuse(route, f"{field}: an empty upload ('{image_bytes.filename}', 0 bytes), expected "
+                                     "an image file (PNG, JPEG, ...)")
+            return await predict(route, {field: np.array([[data]], dtype=object)}, True)
+        return handler
+
+    def text_handler(route: ModelRoute) -> Handler:
+        field = route.raw_input.key
+
+        async def handler(text: Annotated[str, Form(description="the text to classify (UTF-8)")]) -> Response:
+            return await predict(route, {field: np.array([[text.encode()]], dtype=object)}, True)
+        return handler
+
+    def tensor_handler(route: ModelRoute) -> Handler:
+        example = {t.key: np.zeros([max(d, 1) for d in t.dims], dtype=t.dtype.numpy).tolist()
+                   for t in route.info.inputs if not t.dtype.is_string}
+
+        async def handler(body: Annotated[Any, Body(examples=[example], description="inputs by name: nested lists, "
+                                                    "one sample or a batch (first dimension)")]) -> Response:
+            try:
+                arrays, single = _tensors(route, body)
+            except InvalidInputError as exc:
+                return refuse(route, str(exc))
+            return await predict(route, arrays, single)
+        return handler
+
+    makers = {IMAGE: image_handler, TEXT: text_handler}
+    for route in routes:
+        inputs = "; ".join(t.describe(route.info.batching) for t in route.info.inputs)
+        outputs = ", ".join(t.key + (" (classes)" if t.key in route.labels else "") for t in route.info.outputs)
+        app.add_api_route(route.path, makers.get(route.kind, tensor_handler)(route), methods=["POST"],
+                          name=route.name, summary=f"Predict with {route.name}",
+                          description=f"Inputs: {inputs}. Outputs: {outputs}.", tags=["predict"])
+    known = ", ".join(r.name for r in routes)
+    by_path = {r.path: r for r in routes}
+
+    @app.post("/predict/{model}", include_in_schema=False)
+    async def unknown(model: str) -> Response:
+        return _error(404, f"model '{model}': not served by this gateway, expected one of {known}")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",)) or "body"
+        route = by_path.get(request.url.path)
+        expected = {IMAGE: "an uploaded image file (multipart form field 'image_bytes')",
+                    TEXT: "a form field 'text' (UTF-8)"}.get(route.kind if route else "", "a JSON object of inputs")
+        if route is not None:
+            metrics.requests.labels(route.name, "422").inc()
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}, expected {expected}")
+
+    @app.get("/health")
+    async def health() -> Response:
+        try:
+            if await state["client"].is_ready(timeout_s=2.0):
+                return JSONResponse({"status": "ready", "triton": url})
+            reason = "Triton answered: not ready"
+        except TritonizeError as exc:
+            reason = str(exc)
+        return JSONResponse({"status": "unavailable", "triton": url, "reason": " ".join(reason.split())},
+                            status_code=503)
+
+    @app.get("/metrics")
+    async def metrics_page() -> Response:
+        for name, monitor in monitors.items():
+            for output, score in monitor.scores().items():
+                metrics.psi.labels(name, output).set(score.psi)
+                metrics.ks.labels(name, output).set(score.ks)
+                metrics.window.labels(name, output).set(score.samples)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
