@@ -23,8 +23,6 @@ from tritonize.core.observability import DRIFT_PSI, GATEWAY_LATENCY, GATEWAY_REQ
 
 TRITON_JOB = "triton"  # prometheus_config's job names the rules select on (AlertSettings.triton_job)
 GATEWAY_JOB = "gateway"
-# tritonserver flags the dashboard's latency-quantile panels need (the nv_inference_*_summary_us summaries)
-TRITON_METRICS_ARGS = ("--metrics-config=summary_latencies=true",)
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11's dashboard schema
 QUANTILES = ("0.5", "0.99")  # of Triton's summaries (it exports 0.5, 0.9, 0.95, 0.99, 0.999)
 
@@ -250,10 +248,10 @@ PANELS: tuple[Panel, ...] = (
           "Requests waiting for execution now."),
     Panel("Queue time quantiles", "ms", "triton",
           ((summary_ms("nv_inference_queue_summary_us", MODEL), "{{model}} v{{version}} p{{quantile}}"),),
-          "From Triton's summaries: tritonserver --metrics-config=summary_latencies=true."),
+          "From Triton's summaries: tritonserver with core.observability.TRITON_SUMMARY_FLAG."),
     Panel("Inference time quantiles", "ms", "triton",
           ((summary_ms("nv_inference_compute_infer_summary_us", MODEL), "{{model}} v{{version}} p{{quantile}}"),),
-          "From Triton's summaries: tritonserver --metrics-config=summary_latencies=true."),
+          "From Triton's summaries: tritonserver with core.observability.TRITON_SUMMARY_FLAG."),
     Panel("Request time quantiles", "ms", "triton",
           ((summary_ms("nv_inference_request_summary_us", MODEL), "{{model}} v{{version}} p{{quantile}}"),),
           "End to end inside Triton, from its summaries (summary_latencies=true)."),

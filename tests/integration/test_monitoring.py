@@ -30,7 +30,6 @@ from tritonize.deploy.local import LocalTriton, free_port
 from tritonize.deploy.monitoring import (
     PANELS,
     TRITON_JOB,
-    TRITON_METRICS_ARGS,
     AlertSettings,
     alert_rules,
     dashboard,
@@ -209,7 +208,7 @@ def test_alerts_fire_on_injected_faults_and_clear_and_every_panel_query_runs(tmp
     (tmp_path / "prometheus" / "rules.yml").write_text(yaml.safe_dump(alert_rules(SETTINGS)))
     timings: dict[str, float] = {}
 
-    with LocalTriton(repo, extra_args=TRITON_METRICS_ARGS, log_file=tmp_path / "tritonserver.log") as triton:
+    with LocalTriton(repo, log_file=tmp_path / "tritonserver.log") as triton:
         config = prometheus_config({TRITON_JOB: [f"{triton.host}:{triton.metrics_port}"]}, ["rules.yml"],
                                    scrape_interval="1s")
         with Prometheus(tmp_path / "prometheus", config) as prometheus:
