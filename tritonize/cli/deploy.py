@@ -52,7 +52,7 @@ def deploy_command(repo: Path, target: str, out: Path | None, force: bool, repos
                       triton_version=triton_version, target_queue_us=target_queue_us, image=image)
     folder = Path("deploy") / target if out is None else out
     written = deploy(repo, options, folder, force)
-    click.echo(f"wrote {len(written)} files into {folder}:")
+    click.echo(f"wrote {len(written)} file{'' if len(written) == 1 else 's'} into {folder}:")
     for path in written:
         click.echo(f"  {folder / path.relative_to(folder.absolute())}")
     for line in next_steps(repo, options, folder):
