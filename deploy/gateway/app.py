@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from tritonize.client import AsyncModelClient, AsyncTritonClient
 from tritonize.client.drift import DriftMonitor, load_references
 from tritonize.client.errors import (
+    InferenceTimeoutError,
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -61,6 +62,8 @@ def _status(exc: TritonizeError) -> int:
         return 404
     if isinstance(exc, (ModelNotReadyError, ServerUnavailableError)):
         return 503
+    if isinstance(exc, InferenceTimeoutError):
+        return 504
     return 502 if isinstance(exc, TritonClientError) else 400
 
 
@@ -106,13 +109,19 @@ def _tensors(route: ModelRoute, body: Any) -> tuple[dict[str, Any], bool]:
     single = route.info.batching and all(
         name in specs and arrays[name].ndim == len(specs[name].dims) for name in arrays) and bool(arrays)
     if single:
+        for name, a in arrays.items():
+            dims = specs[name].dims
+            if any(d not in (-1, n) for d, n in zip(dims, a.shape)):
+                raise InvalidInputError(f"input '{name}' of model '{route.name}': shape {list(a.shape)}, expected "
+                                        f"{list(dims)} for one sample or {specs[name].shape(True)} for a batch")
         arrays = {name: a[None] for name, a in arrays.items()}
     return arrays, single
 
 
 def create_app(repo: Path, url: str = "localhost:8001", protocol: str | None = None,
-               drift_window: int = 1000, drift_min_samples: int = 200) -> FastAPI:
-    """The gateway for the models of ``repo`` (see ``read_routes``), calling the Triton at ``url``."""
+               timeout_s: float = 10.0, drift_window: int = 1000, drift_min_samples: int = 200) -> FastAPI:
+    """The gateway for the models of ``repo`` (see ``read_routes``), calling the Triton at ``url``; a request
+    Triton does not answer within ``timeout_s`` (retries included) is a 503/504."""
     routes = read_routes(repo)
     metrics = _Metrics()
     monitors: dict[str, DriftMonitor] = {}
@@ -128,7 +137,7 @@ def create_app(repo: Path, url: str = "localhost:8001", protocol: str | None = N
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        client = AsyncTritonClient(url, protocol=protocol)
+        client = AsyncTritonClient(url, protocol=protocol, timeout_s=timeout_s)
         state["client"] = client
         state["models"] = {r.name: AsyncModelClient(client, r.info) for r in routes}
         try:
@@ -181,8 +190,9 @@ def create_app(repo: Path, url: str = "localhost:8001", protocol: str | None = N
         example = {t.key: np.zeros([max(d, 1) for d in t.dims], dtype=t.dtype.numpy).tolist()
                    for t in route.info.inputs if not t.dtype.is_string}
 
-        async def handler(body: Annotated[Any, Body(examples=[example], description="inputs by name: nested lists, "
-                                                    "one sample or a batch (first dimension)")]) -> Response:
+        # a default, not Annotated: the annotation is a string (future import) and cannot see ``example``
+        async def handler(body: Any = Body(examples=[example], description="inputs by name: nested lists, "  # noqa: B008
+                                           "one sample or a batch (first dimension)")) -> Response:
             try:
                 arrays, single = _tensors(route, body)
             except InvalidInputError as exc:

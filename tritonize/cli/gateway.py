@@ -11,15 +11,15 @@ import click
 from .options import url_option
 
 # uvicorn's workers import the app by name: the settings travel in the environment
-_ENV = ("TRITONIZE_GATEWAY_REPO", "TRITONIZE_GATEWAY_URL", "TRITONIZE_GATEWAY_PROTOCOL")
+_ENV = ("TRITONIZE_GATEWAY_REPO", "TRITONIZE_GATEWAY_URL", "TRITONIZE_GATEWAY_PROTOCOL", "TRITONIZE_GATEWAY_TIMEOUT")
 
 
 def app_from_env() -> object:
     """The app uvicorn's workers build (``tritonize.cli.gateway:app_from_env``, a factory)."""
     from tritonize.deploy.gateway import create_app
 
-    repo, url, protocol = (os.environ[k] for k in _ENV)
-    return create_app(Path(repo), url, protocol or None)
+    repo, url, protocol, timeout_s = (os.environ[k] for k in _ENV)
+    return create_app(Path(repo), url, protocol or None, timeout_s=float(timeout_s))
 
 
 @click.command("gateway")
@@ -31,7 +31,10 @@ def app_from_env() -> object:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="uvicorn worker processes (each with its own Triton client)")
-def gateway_command(repo: Path, url: str, protocol: str | None, host: str, port: int, workers: int) -> None:
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a request may wait on Triton (retries included) before the gateway answers 503/504")
+def gateway_command(repo: Path, url: str, protocol: str | None, host: str, port: int, workers: int,
+                    timeout_s: float) -> None:
     """Serve REPO's models over HTTP in front of the Triton at --url: uploads, text and JSON tensors in,
     class, confidence and labels out."""
     import uvicorn
@@ -39,7 +42,7 @@ def gateway_command(repo: Path, url: str, protocol: str | None, host: str, port:
     from tritonize.deploy.gateway import read_routes
 
     routes = read_routes(repo)  # a bad repository is one line here, before uvicorn starts
-    for key, value in zip(_ENV, (str(repo.resolve()), url, protocol or "")):
+    for key, value in zip(_ENV, (str(repo.resolve()), url, protocol or "", str(timeout_s))):
         os.environ[key] = value
     click.echo(f"gateway: http://{host}:{port}/docs  ({len(routes)} models: "
                + ", ".join(r.path for r in routes) + f"; Triton at {url})", err=True)
