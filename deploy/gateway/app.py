@@ -34,6 +34,7 @@ from tritonize.core.observability import DRIFT_KS, DRIFT_PSI, DRIFT_WINDOW, GATE
 from .routes import IMAGE, TEXT, ModelRoute, classify, read_routes
 
 Handler = Callable[..., Awaitable[Response]]
+_log = logger(__name__)
 
 
 class _Metrics:
@@ -129,7 +130,7 @@ def create_app(repo: Path, url: str = "localhost:8001", protocol: str | None = N
         try:
             references = load_references(route.drift_dir)
         except TritonizeError as exc:  # built before references were recorded, or no manifest: no drift gauges
-            logger.info("gateway: no drift reference for %s (%s)", route.name, exc)
+            _log.info("gateway: no drift reference for %s (%s)", route.name, exc)
             continue
         if references:
             monitors[route.name] = DriftMonitor(references, window=drift_window, min_samples=drift_min_samples)
