@@ -166,6 +166,22 @@ def test_metrics_count_requests_and_export_drift(gateway: Gateway) -> None:
     assert f"# TYPE {DRIFT_PSI} gauge" in page and f"# TYPE {DRIFT_WINDOW} gauge" in page
 
 
+def test_drift_gauges_fill_from_every_response(gateway: Gateway) -> None:
+    """The monitor takes the ensemble's outputs against its model's reference (glyphs_onnx's manifest)."""
+    def gauge(page: str, name: str) -> float | None:
+        prefix = f'{name}{{model="glyphs_onnx_ensemble",output="logits"}} '
+        return next((float(line[len(prefix):]) for line in page.splitlines() if line.startswith(prefix)), None)
+
+    pngs = _pngs(20, seed=9)
+    for i in range(200):  # the monitor's min_samples
+        gateway.http.post("/predict/glyphs_onnx_ensemble", files={"image_bytes": pngs[i % 20]})
+    page = gateway.http.get("/metrics").text
+    window = gauge(page, DRIFT_WINDOW)
+    assert window is not None and window >= 200
+    psi = gauge(page, DRIFT_PSI)
+    assert psi is not None and psi >= 0
+
+
 def test_the_docs_page_renders_every_route_offline(gateway: Gateway, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
