@@ -1,6 +1,6 @@
 """What each model's route takes and returns, read from the repository (no Triton needed to build the app):
 an ensemble behind image preprocessing takes an upload (``image_bytes``), one behind a tokenizer takes ``text``,
-any other model JSON tensors; outputs with a label file are classified (softmax, top-k labels)."""
+any other model JSON tensors; outputs with a label file are classified (probabilities, top-k labels)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from tritonize.client import ModelInfo, TensorInfo
 from tritonize.core.check.model import read_configs
+from tritonize.core.distribution import probabilities
 from tritonize.core.errors import SpecError
 
 IMAGE, TEXT, TENSORS = "image", "text", "tensors"
@@ -93,16 +94,10 @@ def _model_label_file(config: dict[str, Any], output: str) -> str:
     return next((str(o.get("label_filename", "")) for o in config.get("output", []) if o.get("name") == output), "")
 
 
-def softmax(logits: NDArray[Any]) -> NDArray[np.float64]:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    out: NDArray[np.float64] = e / e.sum(axis=-1, keepdims=True)
-    return out
-
-
 def classify(scores: NDArray[Any], labels: list[str], top_k: int = TOP_K) -> dict[str, Any]:
-    """One sample's class scores (logits) as the seed's answer: class, confidence and the top-k labels."""
-    probs = softmax(scores.reshape(-1))
+    """One sample's class scores (logits or probabilities) as the seed's answer: class, confidence and the top-k
+    labels."""
+    probs = probabilities(scores.reshape(-1))
     order = np.argsort(-probs, kind="stable")[:top_k]
     name = [labels[i] if i < len(labels) else str(i) for i in order]
     return {"class": name[0], "confidence": float(probs[order[0]]),

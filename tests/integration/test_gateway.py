@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from debian import require
 
+from tritonize.core.distribution import softmax
 from tritonize.core.observability import DRIFT_PSI, DRIFT_WINDOW, GATEWAY_LATENCY, GATEWAY_REQUESTS
-from tritonize.deploy.gateway.routes import softmax
 from tritonize.deploy.local import LocalTriton, free_port
 from tritonize.generator.build import BuiltModel, build
 from tritonize.generator.preprocess import reference

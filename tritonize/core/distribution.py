@@ -68,6 +68,19 @@ def are_probabilities(scores: NDArray[Any]) -> bool:
         np.all(np.abs(rows.sum(-1) - 1) <= PROBABILITY_TOLERANCE))
 
 
+def softmax(logits: NDArray[Any]) -> NDArray[np.float64]:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: NDArray[np.float64] = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+def probabilities(scores: NDArray[Any]) -> NDArray[np.float64]:
+    """Class-score rows as probabilities: as they are when they already are (``are_probabilities``), else their
+    softmax (logits)."""
+    return scores.astype(np.float64) if are_probabilities(scores) else softmax(scores)
+
+
 def top1(scores: NDArray[Any], kind: str) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """The top class and its probability per row of ``scores`` [..., C] (``kind``: 'logits' or 'probabilities')."""
     rows = scores.reshape(-1, scores.shape[-1]).astype(np.float64)
