@@ -6,12 +6,11 @@ from pathlib import Path
 
 from . import compose, kserve, kubernetes
 from .files import write_folder
-from .plan import OBJECT_STORES, Options, read_plan
+from .plan import OBJECT_STORES, Options, Plan
 
 
-def render(repo: Path, options: Options, out: Path) -> dict[str, str]:
+def render(plan: Plan, options: Options, out: Path) -> dict[str, str]:
     """The files of ``options.target``'s asset folder ``out`` (relative path -> text); nothing is written."""
-    plan = read_plan(repo, options)
     if options.target == "compose":
         return compose.files(plan, compose.relative_repo(plan, str(out)))
     if options.target == "kubernetes":
@@ -19,15 +18,13 @@ def render(repo: Path, options: Options, out: Path) -> dict[str, str]:
     return kserve.files(plan)
 
 
-def deploy(repo: Path, options: Options, out: Path | None = None, force: bool = False) -> list[Path]:
-    """Write the assets into ``out`` (default ``deploy/<target>`` of the current directory); the paths written."""
-    out = Path("deploy") / options.target if out is None else out
-    return write_folder(out, render(repo, options, out), force=force)
+def deploy(plan: Plan, options: Options, out: Path, force: bool = False) -> list[Path]:
+    """Write the assets into ``out``; the paths written."""
+    return write_folder(out, render(plan, options, out), force=force)
 
 
-def next_steps(repo: Path, options: Options, folder: Path) -> list[str]:
+def next_steps(plan: Plan, options: Options, folder: Path) -> list[str]:
     """What the user does before or to start the assets (printed by the CLI)."""
-    plan = read_plan(repo, options)
     steps = []
     secret = f"{options.name}-storage"
     if plan.scheme and options.target == "kubernetes":

@@ -44,16 +44,17 @@ def deploy_command(repo: Path, target: str, out: Path | None, force: bool, repos
       tritonize deploy model_repository --target compose
       docker compose -f deploy/compose/compose.yaml up
     """
-    from tritonize.deploy.targets.plan import Options
+    from tritonize.deploy.targets.plan import Options, read_plan
     from tritonize.deploy.targets.write import deploy, next_steps
 
     options = Options(target=target, repository_uri=repository_uri, replicas=replicas, max_replicas=max_replicas,
                       gpus=gpus, cpu=cpu, memory=memory, name=name, model_control_mode=model_control_mode,
                       triton_version=triton_version, target_queue_us=target_queue_us, image=image)
+    plan = read_plan(repo, options)
     folder = Path("deploy") / target if out is None else out
-    written = deploy(repo, options, folder, force)
+    written = deploy(plan, options, folder, force)
     click.echo(f"wrote {len(written)} file{'' if len(written) == 1 else 's'} into {folder}:")
     for path in written:
         click.echo(f"  {folder / path.relative_to(folder.absolute())}")
-    for line in next_steps(repo, options, folder):
+    for line in next_steps(plan, options, folder):
         click.echo(line)
