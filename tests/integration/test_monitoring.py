@@ -267,8 +267,9 @@ def test_alerts_fire_on_injected_faults_and_clear_and_every_panel_query_runs(tmp
                 batch = {s["metric"]["model"]: float(s["value"][1]) for s in prometheus.query(
                     substituted(next(p for p in PANELS if p.title == "Batch size achieved").targets[0][0],
                                 models))}
-                # the dynamic batcher batches the two requests in flight; the python models have none
-                assert batch[normal] > 1 and batch["slow"] == 1, batch
+                # the dynamic batcher batches the two requests in flight; the python models have none (the
+                # ratio of two counters' rates is 1 only to within a request per scrape: 1.0002 seen in CI)
+                assert batch[normal] > 1.2 and batch["slow"] == pytest.approx(1, abs=0.02), batch
 
             # Triton stops: the down alert, and nothing else (its series go stale)
             triton.stop()
